@@ -91,7 +91,10 @@ impl BackendKind {
 
 /// Every backend that can be created on this machine, best first (CUDA, wgpu on a real GPU,
 /// CPU, wgpu on a software adapter), with the reasons the others could not be created.
-pub fn available_backends() -> (Vec<(BackendKind, Box<dyn Backend>)>, Vec<(BackendKind, String)>) {
+pub fn available_backends() -> (
+    Vec<(BackendKind, Box<dyn Backend>)>,
+    Vec<(BackendKind, String)>,
+) {
     let mut ok = Vec::new();
     let mut missing = Vec::new();
     for kind in [BackendKind::Cuda, BackendKind::Wgpu, BackendKind::Cpu] {
@@ -104,7 +107,10 @@ pub fn available_backends() -> (Vec<(BackendKind, Box<dyn Backend>)>, Vec<(Backe
     ok.sort_by_key(|(_, b)| !b.is_hardware_gpu());
     let cpu_first = ok.iter().position(|(k, _)| *k == BackendKind::Cpu);
     if let Some(i) = cpu_first {
-        let first_soft = ok.iter().position(|(_, b)| !b.is_hardware_gpu()).unwrap_or(i);
+        let first_soft = ok
+            .iter()
+            .position(|(_, b)| !b.is_hardware_gpu())
+            .unwrap_or(i);
         let cpu = ok.remove(i);
         ok.insert(first_soft.min(ok.len()), cpu);
     }

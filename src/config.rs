@@ -136,12 +136,22 @@ impl MultiLabel {
 
     /// Binary cross-entropy with an `eps` floor: both gammas 0, no clip.
     pub fn bce() -> Self {
-        MultiLabel { gamma_neg: 0.0, gamma_pos: 0.0, clip: 0.0, ..Default::default() }
+        MultiLabel {
+            gamma_neg: 0.0,
+            gamma_pos: 0.0,
+            clip: 0.0,
+            ..Default::default()
+        }
     }
 
     /// Symmetric focal loss with exponent `gamma`: equal gammas, no clip.
     pub fn focal(gamma: f64) -> Self {
-        MultiLabel { gamma_neg: gamma, gamma_pos: gamma, clip: 0.0, ..Default::default() }
+        MultiLabel {
+            gamma_neg: gamma,
+            gamma_pos: gamma,
+            clip: 0.0,
+            ..Default::default()
+        }
     }
 
     /// Checks every parameter; `classes` is `C` when known (for the per-class vectors).
@@ -149,7 +159,11 @@ impl MultiLabel {
         check_gamma("gamma_neg", self.gamma_neg)?;
         check_gamma("gamma_pos", self.gamma_pos)?;
         if !(0.0..=1.0).contains(&self.clip) {
-            return Err(bad("clip", self.clip, "must be in [0, 1] (0 turns clipping off)"));
+            return Err(bad(
+                "clip",
+                self.clip,
+                "must be in [0, 1] (0 turns clipping off)",
+            ));
         }
         if !(0.0..1.0).contains(&self.eps) {
             return Err(bad("eps", self.eps, "must be in [0, 1)"));
@@ -225,7 +239,12 @@ impl Default for SingleLabel {
 impl SingleLabel {
     /// Plain cross-entropy: both gammas and smoothing 0.
     pub fn cross_entropy() -> Self {
-        SingleLabel { gamma_pos: 0.0, gamma_neg: 0.0, smoothing: 0.0, ..Default::default() }
+        SingleLabel {
+            gamma_pos: 0.0,
+            gamma_neg: 0.0,
+            smoothing: 0.0,
+            ..Default::default()
+        }
     }
 
     /// Checks every parameter.
@@ -249,7 +268,11 @@ impl SingleLabel {
 }
 
 fn bad(name: &'static str, value: f64, reason: &'static str) -> Error {
-    Error::InvalidParameter { name, value: value.to_string(), reason }
+    Error::InvalidParameter {
+        name,
+        value: value.to_string(),
+        reason,
+    }
 }
 
 fn check_gamma(name: &'static str, g: f64) -> Result<()> {
@@ -263,7 +286,11 @@ fn check_gamma(name: &'static str, g: f64) -> Result<()> {
 fn check_vec(name: &'static str, w: &[f32], classes: Option<usize>) -> Result<()> {
     if let Some(c) = classes {
         if w.len() != c {
-            return Err(Error::shape(name, format!("[{c}] (one per class)"), format!("[{}]", w.len())));
+            return Err(Error::shape(
+                name,
+                format!("[{c}] (one per class)"),
+                format!("[{}]", w.len()),
+            ));
         }
     }
     if let Some(i) = w.iter().position(|v| !v.is_finite()) {

@@ -1,40 +1,615 @@
-//! The fast fused CPU path (placeholder while it is written).
+//! The fast fused CPU path: one pass over the data, rows split over a thread pool, SIMD through
+//! run-time dispatch.
+//!
+//! Decomposition:
+//! - The rows are cut into *tasks* of `max(1, TASK_ELEMS / C)` rows. The cut depends on the shape
+//!   only, never on the number of threads, and every task returns its partial sum; the partials
+//!   are added in task order in f64. The same input therefore gives bitwise the same loss and
+//!   gradient on 1 or 16 threads.
+//! - Inside a task, a row is processed in chunks of [`CHUNK`] elements: the logits are widened to
+//!   f32 into a stack buffer (half's slice conversion, itself SIMD), the element math of
+//!   [`crate::math`] runs over the chunk as straight-line code that the compiler vectorises, and
+//!   the gradient is narrowed back to the logits' type. `multiversion` compiles the chunk
+//!   functions for AVX-512, AVX2+FMA and NEON and picks one at run time.
+//! - No `N x C` temporary is allocated: a single-label task holds two rows of scratch.
+//!
+//! Precision: f32 element math ([`crate::math::PolyMath`], about 1 ulp per function), f32
+//! lane sums within a row, f64 across rows and tasks.
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
 use crate::backend::Backend;
-use crate::config::{MultiLabel, SingleLabel};
-use crate::error::Result;
-use crate::tensor::{GradMut, LossValue, MultiInputs, Pass, SingleInputs};
+use crate::config::{MlParams, MultiLabel, PosWeight, Reduction, SingleLabel, SlParams};
+use crate::error::{Error, Result};
+use crate::math::{self, F32Math, MlConsts, PolyMath};
+use crate::tensor::{
+    check_multi, check_single, GradMut, Logits, LossValue, MultiInputs, MultiTargets, Pass,
+    SingleInputs, Upstream, U8_UNKNOWN,
+};
+
+/// Elements per task (a task is a run of whole rows).
+const TASK_ELEMS: usize = 32 * 1024;
+/// Elements per chunk of a row (stack buffers of this size).
+const CHUNK: usize = 256;
+/// Lanes of the partial sums (a multiple of every SIMD width in f32).
+const LANES: usize = 16;
 
 /// The fast CPU backend.
 #[derive(Debug, Default)]
-pub struct Cpu;
+pub struct Cpu {
+    pool: Option<rayon::ThreadPool>,
+}
 
 impl Cpu {
-    /// A CPU backend on rayon's global pool.
+    /// A CPU backend on rayon's global thread pool.
     pub fn new() -> Self {
-        Cpu
+        Cpu { pool: None }
     }
+
+    /// A CPU backend with its own pool of `threads` threads (results do not depend on it).
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot build a thread pool: {e}")))?;
+        Ok(Cpu { pool: Some(pool) })
+    }
+
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+}
+
+/// Rows per task for `cols` columns.
+fn rows_per_task(cols: usize) -> usize {
+    (TASK_ELEMS / cols.max(1)).max(1)
+}
+
+/// The gradient destination of one task.
+enum GradRows<'a> {
+    None,
+    F32(&'a mut [f32]),
+    F16(&'a mut [f16]),
+    Bf16(&'a mut [bf16]),
+}
+
+impl GradRows<'_> {
+    fn split(grad: Option<GradMut<'_>>, chunk: usize, tasks: usize) -> Vec<GradRows<'_>> {
+        let chunk = chunk.max(1);
+        match grad {
+            None => (0..tasks).map(|_| GradRows::None).collect(),
+            Some(GradMut::F32(g)) => g.chunks_mut(chunk).map(GradRows::F32).collect(),
+            Some(GradMut::F16(g)) => g.chunks_mut(chunk).map(GradRows::F16).collect(),
+            Some(GradMut::Bf16(g)) => g.chunks_mut(chunk).map(GradRows::Bf16).collect(),
+        }
+    }
+
+    /// Writes `src` (f32) at element offset `at`.
+    #[inline]
+    fn store(&mut self, at: usize, src: &[f32]) {
+        match self {
+            GradRows::None => {}
+            GradRows::F32(g) => g[at..at + src.len()].copy_from_slice(src),
+            GradRows::F16(g) => g[at..at + src.len()].convert_from_f32_slice(src),
+            GradRows::Bf16(g) => g[at..at + src.len()].convert_from_f32_slice(src),
+        }
+    }
+}
+
+/// Widens `len` logits at `at` into `dst`.
+#[inline]
+fn load_logits(logits: &Logits<'_>, at: usize, dst: &mut [f32]) {
+    let n = dst.len();
+    match logits {
+        Logits::F32(v) => dst.copy_from_slice(&v[at..at + n]),
+        Logits::F16(v) => v[at..at + n].convert_to_f32_slice(dst),
+        Logits::Bf16(v) => v[at..at + n].convert_to_f32_slice(dst),
+    }
+}
+
+/// Loads targets as f32: negative = unknown; u8 values other than 0/1/255 become 2 (invalid).
+#[inline]
+fn load_targets(t: &MultiTargets<'_>, at: usize, dst: &mut [f32]) {
+    let n = dst.len();
+    match t {
+        MultiTargets::F32(v) => dst.copy_from_slice(&v[at..at + n]),
+        MultiTargets::U8(v) => {
+            for (d, &b) in dst.iter_mut().zip(&v[at..at + n]) {
+                *d = match b {
+                    0 => 0.0,
+                    1 => 1.0,
+                    U8_UNKNOWN => -1.0,
+                    _ => 2.0,
+                };
+            }
+        }
+    }
+}
+
+/// Per-call constants of the multi-label chunk kernel.
+#[derive(Clone, Copy)]
+struct MlChunkConsts {
+    k: MlConsts,
+    smoothing: f32,
+    pos_weight: f32,
+}
+
+/// The multi-label element math over one chunk. Writes `dl/dx` (before class weight, scale and
+/// upstream) into `g` and the element loss into `l`, zero for unknown targets, and returns the
+/// number of invalid targets in the chunk.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn ml_chunk(
+    clip: bool,
+    c: &MlChunkConsts,
+    x: &[f32],
+    y: &[f32],
+    pw: Option<&[f32]>,
+    l: &mut [f32],
+    g: &mut [f32],
+) -> u32 {
+    let n = x.len();
+    let (y, l, g) = (&y[..n], &mut l[..n], &mut g[..n]);
+    let mut invalid = 0u32;
+    // 1. Validity: known y in [0, 1], unknown y < 0, anything else (NaN, > 1) invalid.
+    for &t in y.iter() {
+        invalid += (!(t < 0.0 || t <= 1.0)) as u32;
+    }
+    // 2. Element math with the smoothed target y (1 - s) + s / 2; unknown elements give 0.
+    macro_rules! body {
+        ($clip:literal, $pw:expr) => {
+            for i in 0..n {
+                let known = y[i] >= 0.0 && y[i] <= 1.0;
+                let ys = y[i] * (1.0 - c.smoothing) + 0.5 * c.smoothing;
+                let ys = if known { ys } else { 0.0 };
+                let (li, gi) = math::ml_element::<PolyMath, $clip>(x[i], ys, $pw(i), &c.k);
+                l[i] = if known { li } else { 0.0 };
+                g[i] = if known { gi } else { 0.0 };
+            }
+        };
+    }
+    match (clip, pw) {
+        (true, None) => body!(true, |_| c.pos_weight),
+        (false, None) => body!(false, |_| c.pos_weight),
+        (true, Some(pw)) => {
+            let pw = &pw[..n];
+            body!(true, |i: usize| pw[i])
+        }
+        (false, Some(pw)) => {
+            let pw = &pw[..n];
+            body!(false, |i: usize| pw[i])
+        }
+    }
+    invalid
+}
+
+/// Sum of `v` in a fixed order: `LANES` interleaved f32 partial sums, then the lanes in f64.
+#[inline]
+fn lane_sum(v: &[f32], lanes: &mut [f32; LANES]) {
+    let mut it = v.chunks_exact(LANES);
+    for ch in &mut it {
+        for (a, b) in lanes.iter_mut().zip(ch) {
+            *a += *b;
+        }
+    }
+    for (a, b) in lanes.iter_mut().zip(it.remainder()) {
+        *a += *b;
+    }
+}
+
+fn lanes_total(lanes: &[f32; LANES]) -> f64 {
+    lanes.iter().map(|&v| v as f64).sum()
+}
+
+/// What one multi-label task returns.
+#[derive(Default, Clone, Copy)]
+struct MlPartial {
+    sum: f64,
+    known: u64,
+    first_invalid: Option<usize>,
 }
 
 impl Backend for Cpu {
     fn name(&self) -> String {
-        "cpu".into()
+        format!("cpu ({} threads)", self.install(rayon::current_num_threads))
     }
+
     fn multi_label(
         &self,
-        _cfg: &MultiLabel,
-        _pass: Pass,
-        _inputs: &MultiInputs<'_>,
-        _grad: Option<GradMut<'_>>,
+        cfg: &MultiLabel,
+        pass: Pass,
+        inputs: &MultiInputs<'_>,
+        grad: Option<GradMut<'_>>,
     ) -> Result<Option<LossValue>> {
-        todo!()
+        let n = check_multi(cfg, pass, inputs, &grad)?;
+        self.install(|| multi_label(cfg, pass, inputs, grad, n))
     }
+
     fn single_label(
         &self,
-        _cfg: &SingleLabel,
-        _pass: Pass,
-        _inputs: &SingleInputs<'_>,
-        _grad: Option<GradMut<'_>>,
+        cfg: &SingleLabel,
+        pass: Pass,
+        inputs: &SingleInputs<'_>,
+        grad: Option<GradMut<'_>>,
     ) -> Result<Option<LossValue>> {
-        todo!()
+        let n = check_single(cfg, pass, inputs, &grad)?;
+        self.install(|| single_label(cfg, pass, inputs, grad, n))
     }
+}
+
+/// Known-element count and first invalid index (the pre-pass of `mean` with a gradient).
+fn count_known(t: &MultiTargets<'_>, n: usize) -> (u64, Option<usize>) {
+    let parts: Vec<(u64, Option<usize>)> = (0..n.div_ceil(TASK_ELEMS))
+        .into_par_iter()
+        .map(|k| {
+            let (a, b) = (k * TASK_ELEMS, ((k + 1) * TASK_ELEMS).min(n));
+            let mut known = 0;
+            let mut bad = None;
+            for i in a..b {
+                let y = t.get(i);
+                if y >= 0.0 && y <= 1.0 {
+                    known += 1;
+                } else if !(y < 0.0) && bad.is_none() {
+                    bad = Some(i);
+                }
+            }
+            (known, bad)
+        })
+        .collect();
+    let known = parts.iter().map(|p| p.0).sum();
+    (known, parts.iter().find_map(|p| p.1))
+}
+
+fn multi_label(
+    cfg: &MultiLabel,
+    pass: Pass,
+    inp: &MultiInputs<'_>,
+    grad: Option<GradMut<'_>>,
+    n: usize,
+) -> Result<Option<LossValue>> {
+    let (rows, cols) = (inp.shape.rows, inp.shape.cols);
+    let upstream = match inp.upstream {
+        Upstream::Scalar(u) => u,
+        Upstream::Array(_) => 1.0,
+    };
+    // 1. The gradient scale: upstream x (1 | 1/N | 1/known). `mean` needs the known count
+    //    before any gradient is written: one extra read of the targets.
+    let mut pre_known = None;
+    if cfg.reduction == Reduction::Mean && pass.wants_grad() {
+        let (known, bad) = count_known(&inp.targets, n);
+        if let Some(i) = bad {
+            return Err(inp.targets.invalid(i, cols));
+        }
+        pre_known = Some(known);
+    }
+    let scale = match cfg.reduction {
+        Reduction::None | Reduction::Sum => 1.0,
+        Reduction::BatchMean => 1.0 / rows.max(1) as f64,
+        Reduction::Mean => 1.0 / pre_known.unwrap_or(1).max(1) as f64,
+    };
+    let params = MlParams::new(cfg, rows, cols, (upstream as f64 * scale) as f32);
+    let consts = MlChunkConsts {
+        k: MlConsts::from_params(&params),
+        smoothing: params.smoothing,
+        pos_weight: params.pos_weight,
+    };
+    let clip = cfg.clip > 0.0;
+    let pw_vec = match &cfg.pos_weight {
+        Some(PosWeight::PerClass(v)) => Some(v.as_slice()),
+        _ => None,
+    };
+    let cw = cfg.class_weight.as_deref();
+    let up_arr = match inp.upstream {
+        Upstream::Array(a) => Some(a),
+        Upstream::Scalar(_) => None,
+    };
+    let want_none = cfg.reduction == Reduction::None && pass.wants_loss();
+    let mut loss_none = if want_none {
+        vec![0.0f32; n]
+    } else {
+        Vec::new()
+    };
+
+    // 2. One task per run of rows; each returns its partial sum.
+    let rpt = rows_per_task(cols);
+    let tasks = rows.div_ceil(rpt);
+    let task_elems = rpt * cols;
+    let grads = GradRows::split(
+        if pass.wants_grad() { grad } else { None },
+        task_elems,
+        tasks,
+    );
+    let losses: Vec<Option<&mut [f32]>> = if want_none {
+        loss_none.chunks_mut(task_elems.max(1)).map(Some).collect()
+    } else {
+        (0..tasks).map(|_| None).collect()
+    };
+    let grad_scale = params.grad_scale;
+    let partials: Vec<MlPartial> = grads
+        .into_par_iter()
+        .zip(losses)
+        .enumerate()
+        .map(|(t, (mut g_out, mut l_out))| {
+            let mut part = MlPartial::default();
+            let mut lanes = [0.0f32; LANES];
+            let (mut xb, mut yb) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
+            let (mut lb, mut gb) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
+            let r0 = t * rpt;
+            let r1 = ((t + 1) * rpt).min(rows);
+            for r in r0..r1 {
+                let mut c0 = 0;
+                while c0 < cols {
+                    let len = CHUNK.min(cols - c0);
+                    let at = r * cols + c0;
+                    let local = at - r0 * cols;
+                    load_logits(&inp.logits, at, &mut xb[..len]);
+                    load_targets(&inp.targets, at, &mut yb[..len]);
+                    let pw = pw_vec.map(|v| &v[c0..c0 + len]);
+                    let bad = ml_chunk(
+                        clip,
+                        &consts,
+                        &xb[..len],
+                        &yb[..len],
+                        pw,
+                        &mut lb[..len],
+                        &mut gb[..len],
+                    );
+                    if bad > 0 && part.first_invalid.is_none() {
+                        let j = (0..len)
+                            .find(|&j| !(yb[j] < 0.0 || yb[j] <= 1.0))
+                            .unwrap_or(0);
+                        part.first_invalid = Some(at + j);
+                    }
+                    part.known +=
+                        yb[..len].iter().filter(|&&v| v >= 0.0 && v <= 1.0).count() as u64;
+                    // 3. Class weights multiply loss and gradient of their column.
+                    if let Some(w) = cw {
+                        for ((lv, gv), wv) in lb[..len].iter_mut().zip(&mut gb[..len]).zip(&w[c0..])
+                        {
+                            *lv *= wv;
+                            *gv *= wv;
+                        }
+                    }
+                    if pass.wants_loss() {
+                        lane_sum(&lb[..len], &mut lanes);
+                        if let Some(lo) = l_out.as_deref_mut() {
+                            lo[local..local + len].copy_from_slice(&lb[..len]);
+                        }
+                    }
+                    // 4. Gradient: scale x upstream (per element for `none` with an array).
+                    if pass.wants_grad() {
+                        match up_arr {
+                            Some(u) => {
+                                for (gv, uv) in gb[..len].iter_mut().zip(&u[at..at + len]) {
+                                    *gv *= uv;
+                                }
+                            }
+                            None => {
+                                for gv in gb[..len].iter_mut() {
+                                    *gv *= grad_scale;
+                                }
+                            }
+                        }
+                        g_out.store(local, &gb[..len]);
+                    }
+                    c0 += len;
+                }
+                part.sum += lanes_total(&lanes);
+                lanes = [0.0; LANES];
+            }
+            part
+        })
+        .collect();
+
+    // 5. Fixed-order finish.
+    if let Some(i) = partials.iter().find_map(|p| p.first_invalid) {
+        return Err(inp.targets.invalid(i, cols));
+    }
+    if !pass.wants_loss() {
+        return Ok(None);
+    }
+    let known: u64 = partials.iter().map(|p| p.known).sum();
+    let sum: f64 = partials.iter().map(|p| p.sum).sum();
+    Ok(Some(match cfg.reduction {
+        Reduction::None => LossValue::Array(loss_none),
+        Reduction::Sum => LossValue::Scalar(sum as f32),
+        Reduction::BatchMean => LossValue::Scalar((sum / rows.max(1) as f64) as f32),
+        Reduction::Mean => LossValue::Scalar((sum / known.max(1) as f64) as f32),
+    }))
+}
+
+/// What one single-label row pass needs besides the row.
+#[derive(Clone, Copy)]
+struct SlConsts {
+    a_t: f32,
+    a_o: f32,
+    gamma_pos: f32,
+    gamma_neg: f32,
+}
+
+/// One single-label row: `z` (f32, length C) in, `dl/dz` (before the row's scale) into `g`,
+/// using `e` as scratch; returns the row loss.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn sl_row(z: &[f32], t: usize, c: &SlConsts, e: &mut [f32], g: &mut [f32]) -> f32 {
+    let k = z.len();
+    let (e, g) = (&mut e[..k], &mut g[..k]);
+    // 1. Row maximum over LANES interleaved lanes; a NaN anywhere makes the whole row NaN.
+    let mut mx = [f32::NEG_INFINITY; LANES];
+    let mut nan = false;
+    for ch in z.chunks(LANES) {
+        for (m, &v) in mx.iter_mut().zip(ch) {
+            *m = if v > *m { v } else { *m };
+            nan |= v.is_nan();
+        }
+    }
+    if nan {
+        g.fill(f32::NAN);
+        return f32::NAN;
+    }
+    let max = mx.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+
+    // 2. e_j = e^(z_j - max); sum over all columns, and sum_rest over j != t separately so that
+    //    1 - p_t = sum_rest / sum does not cancel.
+    for (ev, &zv) in e.iter_mut().zip(z) {
+        *ev = PolyMath::exp(math::sl_shift(zv, max));
+    }
+    let e_t = e[t];
+    let mut lanes = [0.0f32; LANES];
+    e[t] = 0.0;
+    lane_sum(e, &mut lanes);
+    e[t] = e_t;
+    let sum_rest = lanes_total(&lanes);
+    let sum_all = (sum_rest + e_t as f64) as f32;
+    let sum_rest = sum_rest as f32;
+    let ln_sum = PolyMath::ln(sum_all);
+
+    // 3. Non-target columns: g_j = -a_o w (1 + gn ln p_j), l_j = -a_o w ln p_j, w = p_j^gn.
+    //    With no smoothing they contribute nothing and are skipped.
+    let mut loss_lanes = [0.0f32; LANES];
+    let mut s_lanes = [0.0f32; LANES];
+    if c.a_o != 0.0 {
+        for (j0, (gch, zch)) in g.chunks_mut(LANES).zip(z.chunks(LANES)).enumerate() {
+            for (l, (gv, &zv)) in gch.iter_mut().zip(zch).enumerate() {
+                let (_, lj, gj) =
+                    math::sl_other::<PolyMath>(math::sl_shift(zv, max), ln_sum, c.a_o, c.gamma_neg);
+                let other = j0 * LANES + l != t;
+                *gv = if other { gj } else { 0.0 };
+                loss_lanes[l] += if other { lj } else { 0.0 };
+                s_lanes[l] += if other { gj } else { 0.0 };
+            }
+        }
+    } else {
+        g.fill(0.0);
+    }
+    let s_rest = lanes_total(&s_lanes) as f32;
+
+    // 4. Target column: p_t, q_t = 1 - p_t, l_t and g_t (math::sl_target).
+    let (p_t, q_t, l_t, g_t) = math::sl_target::<PolyMath>(
+        math::sl_shift(z[t], max),
+        e_t,
+        sum_all,
+        sum_rest,
+        ln_sum,
+        c.a_t,
+        c.gamma_pos,
+    );
+    let loss = (lanes_total(&loss_lanes) + l_t as f64) as f32;
+
+    // 5. Softmax coupling: dl/dz_k = g_k - p_k S (p_k = e_k / sum), S = S_rest + g_t; the
+    //    target column is g_t q_t - p_t S_rest.
+    let s_all = s_rest + g_t;
+    let inv_sum = 1.0 / sum_all;
+    for (gv, &ev) in g.iter_mut().zip(e.iter()) {
+        *gv -= math::mul0(s_all, ev * inv_sum);
+    }
+    g[t] = g_t * q_t - math::mul0(s_rest, p_t);
+    loss
+}
+
+fn single_label(
+    cfg: &SingleLabel,
+    pass: Pass,
+    inp: &SingleInputs<'_>,
+    grad: Option<GradMut<'_>>,
+    n: usize,
+) -> Result<Option<LossValue>> {
+    let (rows, cols) = (inp.shape.rows, inp.shape.cols);
+    let _ = n;
+    // 1. Rows that count (not the ignore index) and the gradient scale.
+    let counted = match cfg.ignore_index {
+        Some(ig) => (0..rows).filter(|&r| inp.targets.get(r) != ig).count(),
+        None => rows,
+    };
+    let upstream = match inp.upstream {
+        Upstream::Scalar(u) => u,
+        Upstream::Array(_) => 1.0,
+    };
+    let scale = match cfg.reduction {
+        Reduction::None | Reduction::Sum => 1.0,
+        Reduction::Mean | Reduction::BatchMean => 1.0 / counted.max(1) as f64,
+    };
+    let params = SlParams::new(cfg, rows, cols, (upstream as f64 * scale) as f32);
+    let consts = SlConsts {
+        a_t: params.a_target,
+        a_o: params.a_other,
+        gamma_pos: params.gamma_pos,
+        gamma_neg: params.gamma_neg,
+    };
+    let up_arr = match inp.upstream {
+        Upstream::Array(a) => Some(a),
+        Upstream::Scalar(_) => None,
+    };
+
+    // 2. Tasks of whole rows, each with two rows of scratch; partial sums in task order.
+    let rpt = rows_per_task(cols);
+    let tasks = rows.div_ceil(rpt);
+    let grads = GradRows::split(
+        if pass.wants_grad() { grad } else { None },
+        rpt * cols,
+        tasks,
+    );
+    let partials: Vec<(f64, Vec<f32>)> = grads
+        .into_par_iter()
+        .enumerate()
+        .map(|(t, mut g_out)| {
+            let mut z = vec![0.0f32; cols];
+            let mut e = vec![0.0f32; cols];
+            let mut g = vec![0.0f32; cols];
+            let r0 = t * rpt;
+            let r1 = ((t + 1) * rpt).min(rows);
+            let mut sum = 0.0f64;
+            let mut row_losses = Vec::with_capacity(r1 - r0);
+            for r in r0..r1 {
+                let target = inp.targets.get(r);
+                let local = (r - r0) * cols;
+                if Some(target) == cfg.ignore_index {
+                    row_losses.push(0.0);
+                    if pass.wants_grad() {
+                        g.fill(0.0);
+                        g_out.store(local, &g);
+                    }
+                    continue;
+                }
+                load_logits(&inp.logits, r * cols, &mut z);
+                let l = sl_row(&z, target as usize, &consts, &mut e, &mut g);
+                sum += l as f64;
+                row_losses.push(l);
+                if pass.wants_grad() {
+                    let s = match up_arr {
+                        Some(u) => u[r],
+                        None => params.grad_scale,
+                    };
+                    for gv in g.iter_mut() {
+                        *gv *= s;
+                    }
+                    g_out.store(local, &g);
+                }
+            }
+            (sum, row_losses)
+        })
+        .collect();
+    if !pass.wants_loss() {
+        return Ok(None);
+    }
+    let sum: f64 = partials.iter().map(|p| p.0).sum();
+    Ok(Some(match cfg.reduction {
+        Reduction::None => LossValue::Array(partials.into_iter().flat_map(|p| p.1).collect()),
+        Reduction::Sum => LossValue::Scalar(sum as f32),
+        Reduction::Mean | Reduction::BatchMean => {
+            LossValue::Scalar((sum / counted.max(1) as f64) as f32)
+        }
+    }))
 }

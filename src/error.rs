@@ -31,9 +31,7 @@ pub enum Error {
     },
 
     /// A multi-label target is not one of the allowed values.
-    #[error(
-        "invalid target at element {index} (row {row}, column {col}): {value}; {allowed}"
-    )]
+    #[error("invalid target at element {index} (row {row}, column {col}): {value}; {allowed}")]
     InvalidTarget {
         /// Flat (row-major) index of the first bad element.
         index: usize,
@@ -101,6 +99,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Shorthand for a [`Error::Shape`] error.
     pub fn shape(what: &'static str, expected: impl ToString, got: impl ToString) -> Self {
-        Error::Shape { what, expected: expected.to_string(), got: got.to_string() }
+        Error::Shape {
+            what,
+            expected: expected.to_string(),
+            got: got.to_string(),
+        }
     }
 }

@@ -13,7 +13,12 @@
 //!
 //! Every backend implements [`Backend`] on host slices; the GPU backends also offer raw entry
 //! points on the caller's buffers.
-#![warn(missing_docs, rust_2018_idioms, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
+#![warn(
+    missing_docs,
+    rust_2018_idioms,
+    unsafe_op_in_unsafe_fn,
+    missing_debug_implementations
+)]
 
 pub mod backend;
 pub mod config;

@@ -198,7 +198,15 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
         let qt = q + k.clip;
         let lqt = M::ln(qt);
         let ok = lqt > k.ln_eps;
-        let b = if act { if ok { lqt } else { k.ln_eps } } else { 0.0 };
+        let b = if act {
+            if ok {
+                lqt
+            } else {
+                k.ln_eps
+            }
+        } else {
+            0.0
+        };
         let db = if act && ok { -s / qt } else { 0.0 };
         let pm = if act { p - k.clip } else { 0.0 };
         let dpm = if act { s } else { 0.0 };
@@ -206,7 +214,12 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
     } else {
         let lq = -(x.max(0.0) + l1p);
         let ok = lq > k.ln_eps;
-        (if ok { lq } else { k.ln_eps }, if ok { -p } else { 0.0 }, p, s)
+        (
+            if ok { lq } else { k.ln_eps },
+            if ok { -p } else { 0.0 },
+            p,
+            s,
+        )
     };
 
     // 4. CE = pw y A + (1 - y) B and its derivative.
@@ -220,8 +233,18 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
     let g = k.gamma_pos * y + k.gamma_neg * (1.0 - y);
     let wpow = M::exp(g * M::ln(base));
     let zero_g = g == 0.0 || k.no_focus;
-    let w = if zero_g { 1.0 } else if base == 0.0 { 0.0 } else { wpow };
-    let dw = if zero_g || base == 0.0 { 0.0 } else { g * w * (dbase / base) };
+    let w = if zero_g {
+        1.0
+    } else if base == 0.0 {
+        0.0
+    } else {
+        wpow
+    };
+    let dw = if zero_g || base == 0.0 {
+        0.0
+    } else {
+        g * w * (dbase / base)
+    };
 
     // 6. l = -CE w;  dl/dx = -(CE' w + CE w'), or -CE' w when detached.
     let loss = -mul0(ce, w);
@@ -255,12 +278,24 @@ pub fn sl_target<M: F32Math>(
     a_t: f32,
     gamma_pos: f32,
 ) -> (f32, f32, f32, f32) {
-    let lp = if e_t > 0.0 { -M::ln_1p(sum_rest / e_t) } else { z_shift - ln_sum };
+    let lp = if e_t > 0.0 {
+        -M::ln_1p(sum_rest / e_t)
+    } else {
+        z_shift - ln_sum
+    };
     let p = e_t / sum;
     let q = sum_rest / sum;
-    let w = if gamma_pos == 0.0 { 1.0 } else { M::exp(gamma_pos * M::ln(q)) };
+    let w = if gamma_pos == 0.0 {
+        1.0
+    } else {
+        M::exp(gamma_pos * M::ln(q))
+    };
     let loss = -a_t * mul0(lp, w);
-    let focus = if gamma_pos == 0.0 || q == 0.0 { 0.0 } else { gamma_pos * w * (mul0(lp, p) / q) };
+    let focus = if gamma_pos == 0.0 || q == 0.0 {
+        0.0
+    } else {
+        gamma_pos * w * (mul0(lp, p) / q)
+    };
     (p, q, loss, a_t * (focus - w))
 }
 
@@ -268,10 +303,19 @@ pub fn sl_target<M: F32Math>(
 /// `w = p_j^gn = e^(gn ln p_j)`; returns `(p_j, loss_j, g_j)` with
 /// `l_j = -a_o w ln p_j` and `g_j = -a_o w (1 + gn ln p_j)`.
 #[inline(always)]
-pub fn sl_other<M: F32Math>(z_shift: f32, ln_sum: f32, a_o: f32, gamma_neg: f32) -> (f32, f32, f32) {
+pub fn sl_other<M: F32Math>(
+    z_shift: f32,
+    ln_sum: f32,
+    a_o: f32,
+    gamma_neg: f32,
+) -> (f32, f32, f32) {
     let lp = z_shift - ln_sum;
     let p = M::exp(lp);
-    let w = if gamma_neg == 0.0 { 1.0 } else { M::exp(gamma_neg * lp) };
+    let w = if gamma_neg == 0.0 {
+        1.0
+    } else {
+        M::exp(gamma_neg * lp)
+    };
     let loss = -a_o * mul0(lp, w);
     let g = -a_o * mul0(1.0 + gamma_neg * lp, w);
     (p, loss, g)

@@ -110,7 +110,11 @@ pub fn ml_element(x: f64, y: f64, e: &MlElem) -> (f64, f64) {
     let lp = log_sigmoid(x);
 
     // 2. Positive log term A = ln max(p, eps); dA/dx = q when p > eps, else 0.
-    let (a, da) = if lp > e.ln_eps { (lp, q) } else { (e.ln_eps, 0.0) };
+    let (a, da) = if lp > e.ln_eps {
+        (lp, q)
+    } else {
+        (e.ln_eps, 0.0)
+    };
 
     // 3. Negative log term B = ln max(q~, eps) with the shifted probability q~ = min(q + m, 1).
     //    pm = 1 - q~ = max(p - m, 0) is the paper's shifted probability; dpm/dx = s when p > m.
@@ -118,7 +122,11 @@ pub fn ml_element(x: f64, y: f64, e: &MlElem) -> (f64, f64) {
         if p > e.clip {
             let qt = q + e.clip;
             let lqt = qt.ln();
-            let (b, db) = if lqt > e.ln_eps { (lqt, -s / qt) } else { (e.ln_eps, 0.0) };
+            let (b, db) = if lqt > e.ln_eps {
+                (lqt, -s / qt)
+            } else {
+                (e.ln_eps, 0.0)
+            };
             (b, db, p - e.clip, s)
         } else {
             // q~ = 1: ln 1 = 0 and nothing moves.
@@ -126,7 +134,11 @@ pub fn ml_element(x: f64, y: f64, e: &MlElem) -> (f64, f64) {
         }
     } else {
         let lq = log_sigmoid(-x);
-        let (b, db) = if lq > e.ln_eps { (lq, -p) } else { (e.ln_eps, 0.0) };
+        let (b, db) = if lq > e.ln_eps {
+            (lq, -p)
+        } else {
+            (e.ln_eps, 0.0)
+        };
         (b, db, p, s)
     };
 
@@ -144,13 +156,21 @@ pub fn ml_element(x: f64, y: f64, e: &MlElem) -> (f64, f64) {
         let w = pow0(base, g);
         // dw = g base^(g-1) dbase; at base = 0 the product CE dw has limit 0 (either CE = 0 or
         // dbase = 0 there), where autograd gives 0 * inf = NaN for 0 < g < 1.
-        let dw = if g == 0.0 || base == 0.0 { 0.0 } else { g * base.powf(g - 1.0) * dbase };
+        let dw = if g == 0.0 || base == 0.0 {
+            0.0
+        } else {
+            g * base.powf(g - 1.0) * dbase
+        };
         (w, dw)
     };
 
     // 6. l = -CE w;  dl/dx = -(CE' w + CE w') (differentiated) or -CE' w (detached).
     let loss = -mul0(ce, w);
-    let grad = if e.detached { -(dce * w) } else { -(dce * w + mul0(ce, dw)) };
+    let grad = if e.detached {
+        -(dce * w)
+    } else {
+        -(dce * w + mul0(ce, dw))
+    };
     (loss, grad)
 }
 
@@ -173,7 +193,12 @@ pub fn multi_label(
     targets: MultiTargets<'_>,
     upstream: Upstream<'_>,
 ) -> Result<Output> {
-    let inp = crate::tensor::MultiInputs { shape, logits, targets, upstream };
+    let inp = crate::tensor::MultiInputs {
+        shape,
+        logits,
+        targets,
+        upstream,
+    };
     let n = check_multi(cfg, Pass::Forward, &inp, &None)?;
     if let Some(i) = targets.first_invalid() {
         return Err(targets.invalid(i, shape.cols));
@@ -202,7 +227,9 @@ pub fn multi_label(
         Reduction::BatchMean => 1.0 / shape.rows.max(1) as f64,
         Reduction::Mean => 1.0 / known.max(1) as f64,
     };
-    let grad = (0..n).map(|i| upstream_at(&upstream, i) * scale * elem_grad[i]).collect();
+    let grad = (0..n)
+        .map(|i| upstream_at(&upstream, i) * scale * elem_grad[i])
+        .collect();
     let loss = if cfg.reduction == Reduction::None {
         elem_loss
     } else {
@@ -219,7 +246,12 @@ pub fn single_label(
     targets: ClassTargets<'_>,
     upstream: Upstream<'_>,
 ) -> Result<Output> {
-    let inp = crate::tensor::SingleInputs { shape, logits, targets, upstream };
+    let inp = crate::tensor::SingleInputs {
+        shape,
+        logits,
+        targets,
+        upstream,
+    };
     let n = check_single(cfg, Pass::Forward, &inp, &None)?;
     let k = shape.cols;
     let mut row_loss = vec![0.0; shape.rows];

@@ -25,7 +25,10 @@ impl Shape {
     /// `N * C`, or an error when it overflows `usize`.
     pub fn elements(&self) -> Result<usize> {
         self.rows.checked_mul(self.cols).ok_or_else(|| {
-            Error::InvalidArgument(format!("{} x {} elements overflow usize", self.rows, self.cols))
+            Error::InvalidArgument(format!(
+                "{} x {} elements overflow usize",
+                self.rows, self.cols
+            ))
         })
     }
 }
@@ -161,13 +164,23 @@ impl MultiTargets<'_> {
     /// The error for an invalid element `i` of an `N x C` target array.
     pub fn invalid(&self, i: usize, cols: usize) -> Error {
         let (value, allowed) = match self {
-            MultiTargets::F32(v) => {
-                (v[i].to_string(), "f32 targets must be in [0, 1], or negative for unknown")
-            }
-            MultiTargets::U8(v) => (v[i].to_string(), "u8 targets must be 0, 1, or 255 for unknown"),
+            MultiTargets::F32(v) => (
+                v[i].to_string(),
+                "f32 targets must be in [0, 1], or negative for unknown",
+            ),
+            MultiTargets::U8(v) => (
+                v[i].to_string(),
+                "u8 targets must be 0, 1, or 255 for unknown",
+            ),
         };
         let cols = cols.max(1);
-        Error::InvalidTarget { index: i, row: i / cols, col: i % cols, value, allowed }
+        Error::InvalidTarget {
+            index: i,
+            row: i / cols,
+            col: i % cols,
+            value,
+            allowed,
+        }
     }
 
     /// Index of the first invalid element, if any.
@@ -377,7 +390,11 @@ fn check_upstream(up: &Upstream<'_>, reduction: Reduction, unreduced_len: usize)
         Upstream::Scalar(_) => Ok(()),
         Upstream::Array(a) if reduction == Reduction::None => {
             if a.len() != unreduced_len {
-                Err(Error::shape("upstream", format!("[{unreduced_len}]"), format!("[{}]", a.len())))
+                Err(Error::shape(
+                    "upstream",
+                    format!("[{unreduced_len}]"),
+                    format!("[{}]", a.len()),
+                ))
             } else {
                 Ok(())
             }
@@ -392,12 +409,15 @@ fn check_upstream(up: &Upstream<'_>, reduction: Reduction, unreduced_len: usize)
 
 fn check_grad(pass: Pass, grad: &Option<GradMut<'_>>, n: usize) -> Result<()> {
     match (pass.wants_grad(), grad) {
-        (true, None) => {
-            Err(Error::InvalidArgument(format!("a {} pass needs a gradient buffer", pass.name())))
-        }
-        (true, Some(g)) if g.len() != n => {
-            Err(Error::shape("grad", format!("[{n}]"), format!("[{}]", g.len())))
-        }
+        (true, None) => Err(Error::InvalidArgument(format!(
+            "a {} pass needs a gradient buffer",
+            pass.name()
+        ))),
+        (true, Some(g)) if g.len() != n => Err(Error::shape(
+            "grad",
+            format!("[{n}]"),
+            format!("[{}]", g.len()),
+        )),
         _ => Ok(()),
     }
 }
@@ -413,10 +433,18 @@ pub fn check_multi(
     let n = inp.shape.elements()?;
     cfg.validate(Some(inp.shape.cols))?;
     if inp.logits.len() != n {
-        return Err(Error::shape("logits", inp.shape, format!("[{}]", inp.logits.len())));
+        return Err(Error::shape(
+            "logits",
+            inp.shape,
+            format!("[{}]", inp.logits.len()),
+        ));
     }
     if inp.targets.len() != n {
-        return Err(Error::shape("targets", inp.shape, format!("[{}]", inp.targets.len())));
+        return Err(Error::shape(
+            "targets",
+            inp.shape,
+            format!("[{}]", inp.targets.len()),
+        ));
     }
     check_upstream(&inp.upstream, cfg.reduction, n)?;
     check_grad(pass, grad, n)?;
@@ -442,7 +470,11 @@ pub fn check_single(
     let n = inp.shape.elements()?;
     cfg.validate()?;
     if inp.logits.len() != n {
-        return Err(Error::shape("logits", inp.shape, format!("[{}]", inp.logits.len())));
+        return Err(Error::shape(
+            "logits",
+            inp.shape,
+            format!("[{}]", inp.logits.len()),
+        ));
     }
     if inp.targets.len() != inp.shape.rows {
         return Err(Error::shape(

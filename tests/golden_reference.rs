@@ -7,7 +7,11 @@ use common::*;
 #[test]
 fn reference_reproduces_every_timm_case() {
     let cases = load_cases();
-    assert!(cases.len() >= 300, "expected the whole golden file, got {}", cases.len());
+    assert!(
+        cases.len() >= 300,
+        "expected the whole golden file, got {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for c in &cases {
         let shape = Shape::new(c.rows, c.cols);
@@ -18,10 +22,22 @@ fn reference_reproduces_every_timm_case() {
         };
         let out = if c.multi {
             let t: Vec<f32> = c.targets.iter().map(|&v| v as f32).collect();
-            reference::multi_label(&c.ml, shape, Logits::F32(&c.logits), MultiTargets::F32(&t), up)
+            reference::multi_label(
+                &c.ml,
+                shape,
+                Logits::F32(&c.logits),
+                MultiTargets::F32(&t),
+                up,
+            )
         } else {
             let t: Vec<i64> = c.targets.iter().map(|&v| v as i64).collect();
-            reference::single_label(&c.sl, shape, Logits::F32(&c.logits), ClassTargets::I64(&t), up)
+            reference::single_label(
+                &c.sl,
+                shape,
+                Logits::F32(&c.logits),
+                ClassTargets::I64(&t),
+                up,
+            )
         }
         .unwrap();
         let r = std::panic::catch_unwind(|| {
@@ -33,5 +49,10 @@ fn reference_reproduces_every_timm_case() {
             failures.push(format!("{}: {msg}", c.name));
         }
     }
-    assert!(failures.is_empty(), "{} cases fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 /// `../shared` relative to the crate root.
 pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
 }
 
 /// Parses a JSON number or one of the strings "nan", "inf", "-inf".
@@ -54,20 +56,32 @@ pub fn load_cases() -> Vec<Case> {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).unwrap();
-    doc["cases"].as_array().unwrap().iter().map(parse_case).collect()
+    doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(parse_case)
+        .collect()
 }
 
 pub fn parse_case(c: &Value) -> Case {
     let p = &c["params"];
     let multi = c["loss"] == "multi_label";
     let shape = c["shape"].as_array().unwrap();
-    let (rows, cols) = (shape[0].as_u64().unwrap() as usize, shape[1].as_u64().unwrap() as usize);
+    let (rows, cols) = (
+        shape[0].as_u64().unwrap() as usize,
+        shape[1].as_u64().unwrap() as usize,
+    );
     let mut ml = MultiLabel::default();
     let mut sl = SingleLabel::default();
     if multi {
         ml.gamma_neg = num(&p["gamma_neg"]);
         ml.gamma_pos = num(&p["gamma_pos"]);
-        ml.clip = if p["clip"].is_null() { 0.0 } else { num(&p["clip"]) };
+        ml.clip = if p["clip"].is_null() {
+            0.0
+        } else {
+            num(&p["clip"])
+        };
         ml.eps = num(&p["eps"]);
         ml.focal_grad = if p["disable_torch_grad_focal_loss"].as_bool().unwrap() {
             FocalGrad::Detached
@@ -119,15 +133,20 @@ pub fn close(a: f64, b: f64, atol: f64, rtol: f64) -> bool {
 /// Asserts element-wise closeness, printing the first few mismatches.
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let bad: Vec<usize> =
-        (0..got.len()).filter(|&i| !close(got[i], want[i], atol, rtol)).collect();
+    let bad: Vec<usize> = (0..got.len())
+        .filter(|&i| !close(got[i], want[i], atol, rtol))
+        .collect();
     if !bad.is_empty() {
         let shown: Vec<String> = bad
             .iter()
             .take(6)
             .map(|&i| format!("[{i}] got {:e} want {:e}", got[i], want[i]))
             .collect();
-        panic!("{what}: {} of {} differ (atol {atol:e}, rtol {rtol:e}): {}",
-            bad.len(), got.len(), shown.join("; "));
+        panic!(
+            "{what}: {} of {} differ (atol {atol:e}, rtol {rtol:e}): {}",
+            bad.len(),
+            got.len(),
+            shown.join("; ")
+        );
     }
 }
