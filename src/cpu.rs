@@ -138,58 +138,116 @@ struct MlChunkConsts {
     k: MlConsts,
     smoothing: f32,
     pos_weight: f32,
+    /// `(gamma_pos, gamma_neg)` as integers when both are integers below 16 and there is no
+    /// smoothing: chunks of hard targets then take the multiplication-only focusing.
+    hard: Option<(u32, u32)>,
+    /// Logits below this are easy negatives when clipping is on (see `ml_chunk`).
+    easy_below: f32,
+}
+
+/// One chunk of a row in f32: the stack buffers the multi-label chunk kernel works on. Lanes
+/// past `len` are padding (an unknown target: they produce 0 and count as nothing).
+struct MlChunk {
+    len: usize,
+    x: [f32; CHUNK],
+    y: [f32; CHUNK],
+    pw: [f32; CHUNK],
+    l: [f32; CHUNK],
+    g: [f32; CHUNK],
+}
+
+/// What the validity scan of a chunk found.
+#[derive(Clone, Copy)]
+struct ChunkScan {
+    invalid: u32,
+    known: u32,
+    hard: bool,
 }
 
 /// The multi-label element math over one chunk. Writes `dl/dx` (before class weight, scale and
-/// upstream) into `g` and the element loss into `l`, zero for unknown targets, and returns the
-/// number of invalid targets in the chunk.
+/// upstream) into `ch.g` and the element loss into `ch.l`, zero for unknown targets.
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn ml_chunk(
-    clip: bool,
-    c: &MlChunkConsts,
-    x: &[f32],
-    y: &[f32],
-    pw: Option<&[f32]>,
-    l: &mut [f32],
-    g: &mut [f32],
-) -> u32 {
-    let n = x.len();
-    let (y, l, g) = (&y[..n], &mut l[..n], &mut g[..n]);
-    let mut invalid = 0u32;
-    // 1. Validity: known y in [0, 1], unknown y < 0, anything else (NaN, > 1) invalid.
-    for &t in y.iter() {
+fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
+    // 1. One scan of the targets: known y in [0, 1], unknown y < 0, anything else (NaN, > 1)
+    //    invalid; and whether every target is hard (0, 1 or unknown).
+    let (mut invalid, mut known, mut soft) = (0u32, 0u32, 0u32);
+    for &t in ch.y.iter() {
         invalid += (!(t < 0.0 || t <= 1.0)) as u32;
+        known += ((t >= 0.0) & (t <= 1.0)) as u32;
+        soft += ((t > 0.0) & (t < 1.0)) as u32;
     }
-    // 2. Element math with the smoothed target y (1 - s) + s / 2; unknown elements give 0.
+    let scan = ChunkScan {
+        invalid,
+        known,
+        hard: soft == 0,
+    };
+    let hard = c.hard.filter(|_| scan.hard);
+
+    // 2. Element math in blocks of LANES (a constant trip count the compiler vectorises), with
+    //    the smoothed target y (1 - s) + s / 2; unknown elements give 0. Hard targets with
+    //    integer gammas take math::ml_element_hard (no exp/ln for the focusing weight).
+    //    Easy negatives (y = 0 and p <= clip: loss and gradient exactly -0) are the bulk of
+    //    real multi-label data; a block of them skips the math. The threshold sits 1e-3 below
+    //    logit(clip), well clear of f32 rounding, so the result is bitwise the same.
+    let skip_easy = clip && c.smoothing == 0.0;
+    let blocks = ch.len.div_ceil(LANES);
+    let MlChunk { x, y, pw, l, g, .. } = ch;
     macro_rules! body {
-        ($clip:literal, $pw:expr) => {
-            for i in 0..n {
-                let known = y[i] >= 0.0 && y[i] <= 1.0;
-                let ys = y[i] * (1.0 - c.smoothing) + 0.5 * c.smoothing;
-                let ys = if known { ys } else { 0.0 };
-                let (li, gi) = math::ml_element::<PolyMath, $clip>(x[i], ys, $pw(i), &c.k);
-                l[i] = if known { li } else { 0.0 };
-                g[i] = if known { gi } else { 0.0 };
+        ($elem:expr) => {{
+            for b in 0..blocks {
+                let r = b * LANES..(b + 1) * LANES;
+                let xb: &[f32; LANES] = x[r.clone()].try_into().unwrap();
+                let yb: &[f32; LANES] = y[r.clone()].try_into().unwrap();
+                let pb: &[f32; LANES] = pw[r.clone()].try_into().unwrap();
+                let lb: &mut [f32; LANES] = (&mut l[r.clone()]).try_into().unwrap();
+                let gb: &mut [f32; LANES] = (&mut g[r]).try_into().unwrap();
+                let mut easy = skip_easy;
+                for j in 0..LANES {
+                    easy &= (yb[j] == 0.0) & (xb[j] < c.easy_below);
+                }
+                if easy {
+                    lb.fill(-0.0);
+                    gb.fill(-0.0);
+                    continue;
+                }
+                for j in 0..LANES {
+                    let known = (yb[j] >= 0.0) & (yb[j] <= 1.0);
+                    let (li, gi) = $elem(xb[j], yb[j], pb[j]);
+                    lb[j] = if known { li } else { 0.0 };
+                    gb[j] = if known { gi } else { 0.0 };
+                }
             }
-        };
+        }};
     }
-    match (clip, pw) {
-        (true, None) => body!(true, |_| c.pos_weight),
-        (false, None) => body!(false, |_| c.pos_weight),
-        (true, Some(pw)) => {
-            let pw = &pw[..n];
-            body!(true, |i: usize| pw[i])
-        }
-        (false, Some(pw)) => {
-            let pw = &pw[..n];
-            body!(false, |i: usize| pw[i])
-        }
+    match (hard, clip) {
+        (Some((gp, gn)), true) => body!(|x: f32, y: f32, pw: f32| {
+            math::ml_element_hard::<PolyMath, true>(x, y == 1.0, pw, &c.k, gp, gn)
+        }),
+        (Some((gp, gn)), false) => body!(|x: f32, y: f32, pw: f32| {
+            math::ml_element_hard::<PolyMath, false>(x, y == 1.0, pw, &c.k, gp, gn)
+        }),
+        (None, true) => body!(|x: f32, y: f32, pw: f32| {
+            let ys = if y >= 0.0 {
+                y * (1.0 - c.smoothing) + 0.5 * c.smoothing
+            } else {
+                0.0
+            };
+            math::ml_element::<PolyMath, true>(x, ys, pw, &c.k)
+        }),
+        (None, false) => body!(|x: f32, y: f32, pw: f32| {
+            let ys = if y >= 0.0 {
+                y * (1.0 - c.smoothing) + 0.5 * c.smoothing
+            } else {
+                0.0
+            };
+            math::ml_element::<PolyMath, false>(x, ys, pw, &c.k)
+        }),
     }
-    invalid
+    scan
 }
 
 /// Sum of `v` in a fixed order: `LANES` interleaved f32 partial sums, then the lanes in f64.
@@ -244,6 +302,24 @@ impl Backend for Cpu {
         let n = check_single(cfg, pass, inputs, &grad)?;
         self.install(|| single_label(cfg, pass, inputs, grad, n))
     }
+}
+
+/// A logit below which `sigmoid(x) <= clip` certainly holds in f32: logit(clip) less a margin
+/// of 1e-3 (relative), far above f32 rounding of the sigmoid.
+fn easy_threshold(clip: f64) -> f32 {
+    if clip <= 0.0 {
+        f32::NEG_INFINITY
+    } else if clip >= 1.0 {
+        f32::MAX
+    } else {
+        let t = (clip / (1.0 - clip)).ln();
+        (t - 1e-3 * t.abs().max(1.0)) as f32
+    }
+}
+
+/// `g` as an integer when it is one below 16.
+fn small_int(g: f64) -> Option<u32> {
+    (g.fract() == 0.0 && (0.0..16.0).contains(&g)).then_some(g as u32)
 }
 
 /// Known-element count and first invalid index (the pre-pass of `mean` with a gradient).
@@ -301,6 +377,10 @@ fn multi_label(
         k: MlConsts::from_params(&params),
         smoothing: params.smoothing,
         pos_weight: params.pos_weight,
+        hard: small_int(cfg.gamma_pos)
+            .zip(small_int(cfg.gamma_neg))
+            .filter(|_| cfg.smoothing == 0.0),
+        easy_below: easy_threshold(cfg.clip),
     };
     let clip = cfg.clip > 0.0;
     let pw_vec = match &cfg.pos_weight {
@@ -341,8 +421,14 @@ fn multi_label(
         .map(|(t, (mut g_out, mut l_out))| {
             let mut part = MlPartial::default();
             let mut lanes = [0.0f32; LANES];
-            let (mut xb, mut yb) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
-            let (mut lb, mut gb) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
+            let mut ch = MlChunk {
+                len: 0,
+                x: [0.0; CHUNK],
+                y: [-1.0; CHUNK],
+                pw: [consts.pos_weight; CHUNK],
+                l: [0.0; CHUNK],
+                g: [0.0; CHUNK],
+            };
             let r0 = t * rpt;
             let r1 = ((t + 1) * rpt).min(rows);
             for r in r0..r1 {
@@ -351,55 +437,52 @@ fn multi_label(
                     let len = CHUNK.min(cols - c0);
                     let at = r * cols + c0;
                     let local = at - r0 * cols;
-                    load_logits(&inp.logits, at, &mut xb[..len]);
-                    load_targets(&inp.targets, at, &mut yb[..len]);
-                    let pw = pw_vec.map(|v| &v[c0..c0 + len]);
-                    let bad = ml_chunk(
-                        clip,
-                        &consts,
-                        &xb[..len],
-                        &yb[..len],
-                        pw,
-                        &mut lb[..len],
-                        &mut gb[..len],
-                    );
-                    if bad > 0 && part.first_invalid.is_none() {
+                    // Lanes past `len` keep x = 0 and become unknown targets (padding).
+                    ch.len = len;
+                    load_logits(&inp.logits, at, &mut ch.x[..len]);
+                    load_targets(&inp.targets, at, &mut ch.y[..len]);
+                    ch.y[len..].fill(-1.0);
+                    if let Some(v) = pw_vec {
+                        ch.pw[..len].copy_from_slice(&v[c0..c0 + len]);
+                    }
+                    let scan = ml_chunk(clip, &consts, &mut ch);
+                    if scan.invalid > 0 && part.first_invalid.is_none() {
+                        let y = &ch.y[..len];
                         let j = (0..len)
-                            .find(|&j| !(yb[j] < 0.0 || yb[j] <= 1.0))
+                            .find(|&j| !(y[j] < 0.0 || y[j] <= 1.0))
                             .unwrap_or(0);
                         part.first_invalid = Some(at + j);
                     }
-                    part.known +=
-                        yb[..len].iter().filter(|&&v| v >= 0.0 && v <= 1.0).count() as u64;
+                    part.known += scan.known as u64;
+                    let (lb, gb) = (&mut ch.l[..len], &mut ch.g[..len]);
                     // 3. Class weights multiply loss and gradient of their column.
                     if let Some(w) = cw {
-                        for ((lv, gv), wv) in lb[..len].iter_mut().zip(&mut gb[..len]).zip(&w[c0..])
-                        {
+                        for ((lv, gv), wv) in lb.iter_mut().zip(gb.iter_mut()).zip(&w[c0..]) {
                             *lv *= wv;
                             *gv *= wv;
                         }
                     }
                     if pass.wants_loss() {
-                        lane_sum(&lb[..len], &mut lanes);
+                        lane_sum(lb, &mut lanes);
                         if let Some(lo) = l_out.as_deref_mut() {
-                            lo[local..local + len].copy_from_slice(&lb[..len]);
+                            lo[local..local + len].copy_from_slice(lb);
                         }
                     }
                     // 4. Gradient: scale x upstream (per element for `none` with an array).
                     if pass.wants_grad() {
                         match up_arr {
                             Some(u) => {
-                                for (gv, uv) in gb[..len].iter_mut().zip(&u[at..at + len]) {
+                                for (gv, uv) in gb.iter_mut().zip(&u[at..at + len]) {
                                     *gv *= uv;
                                 }
                             }
                             None => {
-                                for gv in gb[..len].iter_mut() {
+                                for gv in gb.iter_mut() {
                                     *gv *= grad_scale;
                                 }
                             }
                         }
-                        g_out.store(local, &gb[..len]);
+                        g_out.store(local, gb);
                     }
                     c0 += len;
                 }
@@ -434,6 +517,8 @@ struct SlConsts {
     a_o: f32,
     gamma_pos: f32,
     gamma_neg: f32,
+    /// `gamma_neg` as an integer when it is one below 16.
+    gn_int: Option<u32>,
 }
 
 /// One single-label row: `z` (f32, length C) in, `dl/dz` (before the row's scale) into `g`,
@@ -480,16 +565,44 @@ fn sl_row(z: &[f32], t: usize, c: &SlConsts, e: &mut [f32], g: &mut [f32]) -> f3
     //    With no smoothing they contribute nothing and are skipped.
     let mut loss_lanes = [0.0f32; LANES];
     let mut s_lanes = [0.0f32; LANES];
-    if c.a_o != 0.0 {
-        for (j0, (gch, zch)) in g.chunks_mut(LANES).zip(z.chunks(LANES)).enumerate() {
-            for (l, (gv, &zv)) in gch.iter_mut().zip(zch).enumerate() {
-                let (_, lj, gj) =
-                    math::sl_other::<PolyMath>(math::sl_shift(zv, max), ln_sum, c.a_o, c.gamma_neg);
-                let other = j0 * LANES + l != t;
-                *gv = if other { gj } else { 0.0 };
-                loss_lanes[l] += if other { lj } else { 0.0 };
-                s_lanes[l] += if other { gj } else { 0.0 };
+    let inv_sum = 1.0 / sum_all;
+    macro_rules! others {
+        ($elem:expr) => {{
+            // Whole blocks of LANES columns as fixed-size arrays (constant trip count and no
+            // bounds checks: vectorised), then the tail.
+            let full = k / LANES * LANES;
+            for b in 0..full / LANES {
+                let r = b * LANES..(b + 1) * LANES;
+                let zb: &[f32; LANES] = z[r.clone()].try_into().unwrap();
+                let eb: &[f32; LANES] = e[r.clone()].try_into().unwrap();
+                let gb: &mut [f32; LANES] = (&mut g[r]).try_into().unwrap();
+                for lane in 0..LANES {
+                    let (lj, gj) = $elem(math::sl_shift(zb[lane], max), eb[lane]);
+                    let other = b * LANES + lane != t;
+                    gb[lane] = if other { gj } else { 0.0 };
+                    loss_lanes[lane] += if other { lj } else { 0.0 };
+                    s_lanes[lane] += if other { gj } else { 0.0 };
+                }
             }
+            for j in full..k {
+                let (lj, gj) = $elem(math::sl_shift(z[j], max), e[j]);
+                let other = j != t;
+                g[j] = if other { gj } else { 0.0 };
+                loss_lanes[j - full] += if other { lj } else { 0.0 };
+                s_lanes[j - full] += if other { gj } else { 0.0 };
+            }
+        }};
+    }
+    if c.a_o != 0.0 {
+        match c.gn_int {
+            // Integer gamma_neg: p_j = e_j / sum and w = p_j^gn by multiplication.
+            Some(gn) => others!(|zs: f32, ev: f32| {
+                math::sl_other_int(ev * inv_sum, zs, ln_sum, c.a_o, gn)
+            }),
+            None => others!(|zs: f32, _ev: f32| {
+                let (_, lj, gj) = math::sl_other::<PolyMath>(zs, ln_sum, c.a_o, c.gamma_neg);
+                (lj, gj)
+            }),
         }
     } else {
         g.fill(0.0);
@@ -511,7 +624,6 @@ fn sl_row(z: &[f32], t: usize, c: &SlConsts, e: &mut [f32], g: &mut [f32]) -> f3
     // 5. Softmax coupling: dl/dz_k = g_k - p_k S (p_k = e_k / sum), S = S_rest + g_t; the
     //    target column is g_t q_t - p_t S_rest.
     let s_all = s_rest + g_t;
-    let inv_sum = 1.0 / sum_all;
     for (gv, &ev) in g.iter_mut().zip(e.iter()) {
         *gv -= math::mul0(s_all, ev * inv_sum);
     }
@@ -547,6 +659,7 @@ fn single_label(
         a_o: params.a_other,
         gamma_pos: params.gamma_pos,
         gamma_neg: params.gamma_neg,
+        gn_int: small_int(cfg.gamma_neg),
     };
     let up_arr = match inp.upstream {
         Upstream::Array(a) => Some(a),

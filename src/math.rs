@@ -70,8 +70,11 @@ impl F32Math for PolyMath {
         y = y * r + 1.666_666_5e-1;
         y = y * r + 5.000_000_1e-1;
         y = y * r * r + r + 1.0;
-        // 3. Scale by 2^n through the exponent bits (n is in [-126, 127] after the clamp).
-        let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+        // 3. Scale by 2^n through the exponent bits (n is in [-126, 127] after the clamp). The
+        //    integer comes from the magic-number trick (n + 1.5 * 2^23 puts n in the low
+        //    mantissa bits), which vectorises where a saturating float-to-int cast does not.
+        let ni = (n + 12_582_912.0).to_bits().wrapping_sub(0x4b40_0000);
+        let scale = f32::from_bits(ni.wrapping_add(127) << 23);
         let v = y * scale;
         let v = if x > HI { f32::INFINITY } else { v };
         if x < LO {
@@ -112,7 +115,7 @@ impl F32Math for PolyMath {
         // 4. Special values: ln 0 = -inf, ln inf = inf, ln(negative or NaN) = NaN.
         let r = if x == 0.0 { f32::NEG_INFINITY } else { r };
         let r = if x == f32::INFINITY { f32::INFINITY } else { r };
-        if x.is_nan() || x < 0.0 {
+        if x.is_nan() | (x < 0.0) {
             f32::NAN
         } else {
             r
@@ -207,7 +210,7 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
         } else {
             0.0
         };
-        let db = if act && ok { -s / qt } else { 0.0 };
+        let db = if act & ok { -s / qt } else { 0.0 };
         let pm = if act { p - k.clip } else { 0.0 };
         let dpm = if act { s } else { 0.0 };
         (b, db, pm, dpm)
@@ -232,7 +235,7 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
     let dbase = -y * s + (1.0 - y) * dpm;
     let g = k.gamma_pos * y + k.gamma_neg * (1.0 - y);
     let wpow = M::exp(g * M::ln(base));
-    let zero_g = g == 0.0 || k.no_focus;
+    let zero_g = (g == 0.0) | k.no_focus;
     let w = if zero_g {
         1.0
     } else if base == 0.0 {
@@ -247,6 +250,103 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
     };
 
     // 6. l = -CE w;  dl/dx = -(CE' w + CE w'), or -CE' w when detached.
+    let loss = -mul0(ce, w);
+    let grad_focus = if k.detached { 0.0 } else { mul0(ce, dw) };
+    let grad = -(dce * w + grad_focus);
+    if x.is_nan() {
+        (f32::NAN, f32::NAN)
+    } else {
+        (loss, grad)
+    }
+}
+
+/// `b^n` for `0 <= n < 16` by square-and-multiply over four bits: no `ln`/`exp`, and the same
+/// instruction sequence for every lane.
+#[inline(always)]
+pub fn powi4(b: f32, n: u32) -> f32 {
+    let mut r = 1.0f32;
+    let mut p = b;
+    for bit in 0..4 {
+        r = if n & (1 << bit) != 0 { r * p } else { r };
+        p *= p;
+    }
+    r
+}
+
+/// The fast case of [`ml_element`]: a hard target (`y` is exactly 0 or 1, no smoothing) and
+/// integer gammas below 16 (`gp`, `gn`), which covers timm's defaults, the paper's setting,
+/// BCE and focal loss. The focusing weight is then a product, not `exp(g ln b)`:
+///
+/// ```text
+/// y = 1: base = q,  dbase = -s          y = 0: base = pm, dbase = dpm
+/// w = base^g = base^(g-1) base,   dw = g base^(g-1) dbase      (w = 1, dw = 0 for g = 0)
+/// ```
+///
+/// which also removes the division `dbase / base`. Everything else is [`ml_element`]'s.
+#[inline(always)]
+pub fn ml_element_hard<M: F32Math, const CLIP: bool>(
+    x: f32,
+    positive: bool,
+    pw: f32,
+    k: &MlConsts,
+    gp: u32,
+    gn: u32,
+) -> (f32, f32) {
+    // 1. Sigmoid and log-sigmoid from one exponential (as ml_element step 1).
+    let e = M::exp(-x.abs());
+    let l1p = M::ln_1p(e);
+    let inv = 1.0 / (1.0 + e);
+    let pos = x >= 0.0;
+    let p = if pos { inv } else { e * inv };
+    let q = if pos { e * inv } else { inv };
+    let s = p * q;
+    let lp = -((-x).max(0.0) + l1p);
+
+    // 2. CE and its derivative for the one term that is present.
+    let (ce, dce, base, dbase) = if positive {
+        let ok = lp > k.ln_eps;
+        let a = if ok { lp } else { k.ln_eps };
+        (mul0(a, pw), if ok { pw * q } else { 0.0 }, q, -s)
+    } else if CLIP {
+        let act = p > k.clip;
+        let qt = q + k.clip;
+        let lqt = M::ln(qt);
+        let ok = lqt > k.ln_eps;
+        let b = if act {
+            if ok {
+                lqt
+            } else {
+                k.ln_eps
+            }
+        } else {
+            0.0
+        };
+        let db = if act & ok { -s / qt } else { 0.0 };
+        (
+            b,
+            db,
+            if act { p - k.clip } else { 0.0 },
+            if act { s } else { 0.0 },
+        )
+    } else {
+        let lq = -(x.max(0.0) + l1p);
+        let ok = lq > k.ln_eps;
+        (
+            if ok { lq } else { k.ln_eps },
+            if ok { -p } else { 0.0 },
+            p,
+            s,
+        )
+    };
+
+    // 3. Focusing by multiplication.
+    let g = if positive { gp } else { gn };
+    let g = if k.no_focus { 0 } else { g };
+    let wm1 = powi4(base, g.max(1) - 1);
+    let w = if g == 0 { 1.0 } else { wm1 * base };
+    let dw = if g == 0 { 0.0 } else { g as f32 * wm1 * dbase };
+
+    // 4. l = -CE w;  dl/dx = -(CE' w + CE w'), or -CE' w when detached.
     let loss = -mul0(ce, w);
     let grad_focus = if k.detached { 0.0 } else { mul0(ce, dw) };
     let grad = -(dce * w + grad_focus);
@@ -321,6 +421,17 @@ pub fn sl_other<M: F32Math>(
     (p, loss, g)
 }
 
+/// [`sl_other`] given `p_j` already (as `e_j / sum` from the row pass) and an integer
+/// `gamma_neg` below 16: `w = p_j^gn` by multiplication, no exponential at all.
+#[inline(always)]
+pub fn sl_other_int(p: f32, z_shift: f32, ln_sum: f32, a_o: f32, gn: u32) -> (f32, f32) {
+    let lp = z_shift - ln_sum;
+    let w = powi4(p, gn);
+    let loss = -a_o * mul0(lp, w);
+    let g = -a_o * mul0(1.0 + gn as f32 * lp, w);
+    (loss, g)
+}
+
 /// `z - max`, with an infinite maximum taken as its limit (columns equal to it get 0, every
 /// other column `-inf`).
 #[inline(always)]
@@ -380,6 +491,44 @@ mod tests {
         assert_eq!(PolyMath::ln(f32::INFINITY), f32::INFINITY);
         assert!(PolyMath::ln(-1.0).is_nan());
         assert_eq!(PolyMath::ln(1.0), 0.0);
+    }
+
+    #[test]
+    fn hard_target_fast_case_equals_the_general_math() {
+        for (gp, gn) in [(0u32, 0u32), (1, 4), (0, 4), (2, 2), (3, 8), (15, 1)] {
+            for (clip, det) in [(0.05f32, false), (0.0, true), (0.3, true), (0.0, false)] {
+                let k = MlConsts {
+                    gamma_pos: gp as f32,
+                    gamma_neg: gn as f32,
+                    clip,
+                    ln_eps: (1e-8f32).ln(),
+                    no_focus: gp == 0 && gn == 0,
+                    detached: det,
+                };
+                for i in -400..=400 {
+                    let x = i as f32 * 0.07;
+                    for y in [0.0f32, 1.0] {
+                        let (a, b) = if clip > 0.0 {
+                            (
+                                ml_element::<StdMath, true>(x, y, 1.5, &k),
+                                ml_element_hard::<StdMath, true>(x, y == 1.0, 1.5, &k, gp, gn),
+                            )
+                        } else {
+                            (
+                                ml_element::<StdMath, false>(x, y, 1.5, &k),
+                                ml_element_hard::<StdMath, false>(x, y == 1.0, 1.5, &k, gp, gn),
+                            )
+                        };
+                        let ok =
+                            |u: f32, v: f32| (u - v).abs() <= 1e-30 + 2e-5 * u.abs().max(v.abs());
+                        assert!(
+                            ok(a.0, b.0) && ok(a.1, b.1),
+                            "x={x} y={y} gp={gp} gn={gn}: {a:?} {b:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

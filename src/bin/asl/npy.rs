@@ -82,7 +82,14 @@ pub fn shape_str(shape: &[usize]) -> String {
     match shape {
         [] => "()".into(),
         [a] => format!("({a},)"),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -90,8 +97,8 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Reads a whole `.npy` file.
 pub fn read(path: &Path) -> Result<Array, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     parse(path, &bytes)
 }
 
@@ -101,7 +108,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Array, Failure> {
 
     // 1. Magic string: everything else is meaningless without it.
     if !bytes.starts_with(MAGIC) {
-        return Err(at("not a .npy file (it does not start with the \\x93NUMPY magic string)".into()));
+        return Err(at(
+            "not a .npy file (it does not start with the \\x93NUMPY magic string)".into(),
+        ));
     }
 
     // 2. Header, by npyz. Whatever follows it is the data block.
@@ -110,14 +119,19 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Array, Failure> {
     let header = file.header().clone();
     let rest: &[u8] = file.into_inner();
     if header.order() == npyz::Order::Fortran {
-        return Err(at("Fortran-order (column-major) arrays are not supported; save a C-order \
+        return Err(at(
+            "Fortran-order (column-major) arrays are not supported; save a C-order \
                        array, e.g. with numpy.ascontiguousarray"
-            .into()));
+                .into(),
+        ));
     }
     let ts = match header.dtype() {
         npyz::DType::Plain(ts) => ts,
         other => {
-            return Err(at(format!("structured dtype {} is not supported", other.descr())));
+            return Err(at(format!(
+                "structured dtype {} is not supported",
+                other.descr()
+            )));
         }
     };
     let descr = ts.to_string();
@@ -125,7 +139,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Array, Failure> {
     let big = ts.endianness() == Endianness::Big;
     let supported = matches!(
         (ts.type_char(), size),
-        (TypeChar::Float, 2 | 4 | 8) | (TypeChar::Bool, 1) | (TypeChar::Int | TypeChar::Uint, 1 | 2 | 4 | 8)
+        (TypeChar::Float, 2 | 4 | 8)
+            | (TypeChar::Bool, 1)
+            | (TypeChar::Int | TypeChar::Uint, 1 | 2 | 4 | 8)
     );
     if !supported {
         return Err(at(format!(
@@ -138,10 +154,14 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Array, Failure> {
     let mut count: usize = 1;
     for &d in header.shape() {
         let d = usize::try_from(d).map_err(|_| at(format!("dimension {d} is too large")))?;
-        count = count.checked_mul(d).ok_or_else(|| at("the shape's size overflows".into()))?;
+        count = count
+            .checked_mul(d)
+            .ok_or_else(|| at("the shape's size overflows".into()))?;
         shape.push(d);
     }
-    let need = count.checked_mul(size).ok_or_else(|| at("the shape's size overflows".into()))?;
+    let need = count
+        .checked_mul(size)
+        .ok_or_else(|| at("the shape's size overflows".into()))?;
     if rest.len() < need {
         return Err(at(format!(
             "truncated: shape {} of {descr} needs {need} data bytes, the file holds {}",
@@ -174,12 +194,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Array, Failure> {
         };
     }
     let data = match (ts.type_char(), size) {
-        (TypeChar::Float, 2) => Data::F16(decode!(u16, 2).into_iter().map(f16::from_bits).collect()),
+        (TypeChar::Float, 2) => {
+            Data::F16(decode!(u16, 2).into_iter().map(f16::from_bits).collect())
+        }
         (TypeChar::Float, 4) => Data::F32(decode!(f32, 4)),
         (TypeChar::Float, 8) => Data::F64(decode!(f64, 8)),
         (TypeChar::Bool, _) => {
             if let Some(i) = raw.iter().position(|&b| b > 1) {
-                return Err(at(format!("bool element {i} holds byte {}, not 0 or 1", raw[i])));
+                return Err(at(format!(
+                    "bool element {i} holds byte {}, not 0 or 1",
+                    raw[i]
+                )));
             }
             Data::Bool(raw.iter().map(|&b| b == 1).collect())
         }
@@ -194,7 +219,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Array, Failure> {
         _ => unreachable!("checked above"),
     };
     log::debug!("read {}: {descr} {}", path.display(), shape_str(&shape));
-    Ok(Array { path: path.to_path_buf(), shape, descr, data })
+    Ok(Array {
+        path: path.to_path_buf(),
+        shape,
+        descr,
+        data,
+    })
 }
 
 /// Element types this module writes.
@@ -282,12 +312,23 @@ impl AtomicFile {
             _ => PathBuf::from("."),
         };
         if dest.is_dir() {
-            return Err(usage(format!("output path {} is a directory", dest.display())));
+            return Err(usage(format!(
+                "output path {} is a directory",
+                dest.display()
+            )));
         }
-        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         let file = File::create(&tmp)
             .map_err(|e| usage(format!("cannot write {}: {e}", dest.display())))?;
-        Ok(AtomicFile { dest: dest.to_path_buf(), tmp, file: Some(file) })
+        Ok(AtomicFile {
+            dest: dest.to_path_buf(),
+            tmp,
+            file: Some(file),
+        })
     }
 
     /// The destination path.
