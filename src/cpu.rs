@@ -726,3 +726,53 @@ fn single_label(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Shape;
+
+    /// The easy-negative shortcut writes exactly what the element math would: -0 loss and
+    /// gradient, bit for bit, for logits right up to its threshold.
+    #[test]
+    fn easy_block_shortcut_is_bitwise_the_element_math() {
+        for cfg in [
+            MultiLabel::default(),
+            MultiLabel::paper(),
+            MultiLabel {
+                clip: 1.0,
+                ..MultiLabel::default()
+            },
+        ] {
+            let t = easy_threshold(cfg.clip);
+            let x: Vec<f32> = (0..64).map(|i| t.min(1e30) - i as f32 * 0.01).collect();
+            let y = vec![0.0f32; 64];
+            let mut g = vec![f32::NAN; 64];
+            let inp = MultiInputs {
+                shape: Shape::new(1, 64),
+                logits: Logits::F32(&x),
+                targets: MultiTargets::F32(&y),
+                upstream: Upstream::Scalar(1.0),
+            };
+            let c = MultiLabel {
+                reduction: Reduction::None,
+                ..cfg.clone()
+            };
+            let l = Cpu::new().multi_label(&c, Pass::Fused, &inp, Some(GradMut::F32(&mut g)));
+            let l = l.unwrap().unwrap();
+            let k = MlConsts::from_params(&MlParams::new(&c, 1, 64, 1.0));
+            let (gp, gn) = (c.gamma_pos as u32, c.gamma_neg as u32);
+            for i in 0..64 {
+                let (el, eg) =
+                    math::ml_element_hard::<PolyMath, true>(x[i], false, 1.0, &k, gp, gn);
+                assert_eq!(
+                    l.as_slice()[i].to_bits(),
+                    el.to_bits(),
+                    "loss {i} at x = {}",
+                    x[i]
+                );
+                assert_eq!(g[i].to_bits(), eg.to_bits(), "grad {i} at x = {}", x[i]);
+            }
+        }
+    }
+}
