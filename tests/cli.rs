@@ -331,6 +331,10 @@ fn demo_values_match_timm_seed_curves() {
         "{out}"
     );
     assert!(out.contains("reference (f64"), "{out}");
+    assert!(
+        !out.contains(" failed: "),
+        "a backend failed on the real sample:\n{out}"
+    );
 
     // Every curve against timm's float32 values.
     let golden_text =
@@ -436,6 +440,86 @@ fn eval_multi_label_every_target_dtype() {
         (got - want_b).abs() <= 1e-5 * want_b.abs(),
         "bool: {got} vs {want_b}"
     );
+}
+
+/// Every backend this build has agrees with the reference (those not available here say so
+/// with exit status 2 and are skipped).
+#[test]
+fn eval_on_every_backend() {
+    let d = Dir::new();
+    d.standard();
+    let y = targets_f32();
+    let r = ml_ref(&MultiLabel::default(), MultiTargets::F32(&y), 1.0);
+    let x = logits();
+    let t = classes();
+    let rs = reference::single_label(
+        &SingleLabel::default(),
+        Shape::new(N, C),
+        Logits::F32(&x),
+        ClassTargets::I64(&t),
+        Upstream::Scalar(1.0),
+    )
+    .unwrap();
+    for b in ["auto", "cpu", "wgpu", "cuda", "reference"] {
+        let g = d.s(&format!("g_{b}.npy"));
+        let o = asl(&[
+            "eval",
+            "--logits",
+            &d.s("x32.npy"),
+            "--targets",
+            &d.s("yu8.npy"),
+            "--backend",
+            b,
+            "--grad-out",
+            &g,
+            "--json",
+        ]);
+        if o.status.code() == Some(2) && stderr(&o).contains("not available") {
+            eprintln!("skipping backend {b}: {}", stderr(&o).trim());
+            continue;
+        }
+        let j = json_of(&ok(&o));
+        let loss = j["loss"].as_f64().unwrap();
+        assert!(
+            (loss - r.loss[0]).abs() <= 1e-5 * r.loss[0],
+            "{b}: {loss} vs {}",
+            r.loss[0]
+        );
+        let (_, _, gv) = read_npy(Path::new(&g));
+        close(
+            &format!("{b} grad"),
+            &gv,
+            &r.grad,
+            1e-6 * max_abs(&r.grad),
+            1e-4,
+        );
+        let o = asl(&[
+            "eval",
+            "--logits",
+            &d.s("x32.npy"),
+            "--targets",
+            &d.s("cls.npy"),
+            "--backend",
+            b,
+            "--grad-out",
+            &g,
+            "--json",
+        ]);
+        let loss = json_of(&ok(&o))["loss"].as_f64().unwrap();
+        assert!(
+            (loss - rs.loss[0]).abs() <= 1e-5 * rs.loss[0],
+            "{b}: {loss} vs {}",
+            rs.loss[0]
+        );
+        let (_, _, gv) = read_npy(Path::new(&g));
+        close(
+            &format!("{b} sl grad"),
+            &gv,
+            &rs.grad,
+            1e-6 * max_abs(&rs.grad),
+            1e-4,
+        );
+    }
 }
 
 #[test]

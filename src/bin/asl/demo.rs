@@ -434,6 +434,13 @@ fn real_sample(args: &Args) -> Result<(), Failure> {
             "gamma_pos 0, detached focusing, sum",
         ),
     ];
+    // Width of the backend column.
+    let w = picked
+        .iter()
+        .map(|b| b.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(24);
     for (title, cfg, desc) in &configs {
         println!();
         println!("  {title}: {desc}");
@@ -448,11 +455,11 @@ fn real_sample(args: &Args) -> Result<(), Failure> {
             .fold(0.0f64, |m, g| m.max(g.abs()))
             .max(f64::MIN_POSITIVE);
         println!(
-            "    {:<28} {:>14} {:>12} {:>14} {:>10}",
+            "    {:<w$} {:>14} {:>10} {:>11} {:>10}",
             "backend", "loss", "rel. diff", "max|dgrad|", "time"
         );
         println!(
-            "    {:<28} {:>14.8} {:>12} {:>14} {:>10}",
+            "    {:<w$} {:>14.8} {:>10} {:>11} {:>10}",
             "reference (f64, one run)",
             ref_loss,
             "-",
@@ -470,7 +477,7 @@ fn real_sample(args: &Args) -> Result<(), Failure> {
                         .zip(&r.grad)
                         .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
                     println!(
-                        "    {:<28} {:>14.8} {:>12.2e} {:>14.2e} {:>10}",
+                        "    {:<w$} {:>14.8} {:>10.2e} {:>11.2e} {:>10}",
                         row.name,
                         row.loss,
                         rel,
@@ -479,7 +486,7 @@ fn real_sample(args: &Args) -> Result<(), Failure> {
                     );
                     results.push(row);
                 }
-                Err(e) => println!("    {:<28} failed: {}", b.name(), e.one_line()),
+                Err(e) => println!("    {:<w$} failed: {}", b.name(), e.one_line()),
             }
         }
         // The largest disagreement between any two backends (loss and gradient).
@@ -497,10 +504,17 @@ fn real_sample(args: &Args) -> Result<(), Failure> {
             }
         }
         if results.len() > 1 {
+            let loss_diff = if worst_loss == 0.0 {
+                "loss identical".to_string()
+            } else {
+                format!(
+                    "loss {worst_loss:.2e} ({:.2e} relative)",
+                    worst_loss / ref_loss.abs().max(1e-30)
+                )
+            };
             println!(
-                "    largest difference between backends: loss {worst_loss:.3e} ({:.2e} relative), \
-                 gradient {:.2e} of max|grad|",
-                worst_loss / ref_loss.abs().max(1e-30),
+                "    largest difference between backends: {loss_diff}, gradient {:.2e} of \
+                 max|grad|",
                 worst_grad / gmax
             );
         } else {

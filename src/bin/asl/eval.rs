@@ -71,7 +71,10 @@ Logits: an (N, C) float32, float16 or float64 array (float64 runs the float64 re
 Multi-label targets: an (N, C) float, uint8, bool or integer array: 1 positive, 0 negative,
   soft labels in [0, 1]; negative values (and 255 in uint8) mean unknown (no loss, no gradient).
 Single-label targets: (N,) integer class indices.
-Outputs (--grad-out, --loss-out) are written whole or not at all.")]
+Outputs (--grad-out, --loss-out) are written whole or not at all.
+--json prints one object with loss, loss_shape, backend, elements, seconds; loss is null for
+  --reduction none (use --loss-out) and when it is not finite; seconds is the wall time of the
+  computation (including a GPU backend's one-time kernel compilation), not of the file I/O.")]
 pub struct Args {
     /// (N, C) logits (.npy).
     #[arg(long, value_name = "X.npy")]
@@ -638,10 +641,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let sum: f64 = vals.iter().sum();
             let max = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let mean = sum / vals.len().max(1) as f64;
-            println!(
+            if vals.is_empty() {
+                println!(
+                    "loss: unreduced, shape {}: empty ({what})",
+                    npy::shape_str(&loss_shape)
+                );
+            } else {
+                println!(
                 "loss: unreduced, shape {}: sum {sum:.7e}, mean {mean:.7e}, max {max:.7e} ({what})",
                 npy::shape_str(&loss_shape),
             );
+            }
         }
     }
     for p in written {

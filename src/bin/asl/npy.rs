@@ -338,7 +338,7 @@ impl AtomicFile {
 
     /// Writes `bytes` to the temporary file and flushes it to disk (not yet visible).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        let file = self.file.as_mut().expect("written once");
+        let file = self.file.as_mut().expect("open until commit");
         file.write_all(bytes)
             .and_then(|_| file.sync_all())
             .map_err(|e| usage(format!("cannot write {}: {e}", self.dest.display())))
