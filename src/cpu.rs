@@ -501,7 +501,8 @@ fn multi_label(
         return Ok(None);
     }
     let known: u64 = partials.iter().map(|p| p.known).sum();
-    let sum: f64 = partials.iter().map(|p| p.sum).sum();
+    // Folded from +0 so that an empty batch gives 0, not Rust's empty float sum -0.
+    let sum = partials.iter().fold(0.0f64, |a, p| a + p.sum);
     Ok(Some(match cfg.reduction {
         Reduction::None => LossValue::Array(loss_none),
         Reduction::Sum => LossValue::Scalar(sum as f32),
@@ -717,7 +718,7 @@ fn single_label(
     if !pass.wants_loss() {
         return Ok(None);
     }
-    let sum: f64 = partials.iter().map(|p| p.0).sum();
+    let sum = partials.iter().fold(0.0f64, |a, p| a + p.0);
     Ok(Some(match cfg.reduction {
         Reduction::None => LossValue::Array(partials.into_iter().flat_map(|p| p.1).collect()),
         Reduction::Sum => LossValue::Scalar(sum as f32),

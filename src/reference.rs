@@ -233,7 +233,7 @@ pub fn multi_label(
     let loss = if cfg.reduction == Reduction::None {
         elem_loss
     } else {
-        vec![elem_loss.iter().sum::<f64>() * scale]
+        vec![elem_loss.iter().fold(0.0, |a, v| a + v) * scale]
     };
     Ok(Output { loss, grad })
 }
@@ -285,7 +285,7 @@ pub fn single_label(
     let loss = if cfg.reduction == Reduction::None {
         row_loss
     } else {
-        vec![row_loss.iter().sum::<f64>() * scale]
+        vec![row_loss.iter().fold(0.0, |a, v| a + v) * scale]
     };
     Ok(Output { loss, grad })
 }
