@@ -175,7 +175,8 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
     // 1. One scan of the targets: known y in [0, 1], unknown y < 0, anything else (NaN, > 1)
     //    invalid; and whether every target is hard (0, 1 or unknown).
     let (mut invalid, mut known, mut soft) = (0u32, 0u32, 0u32);
-    for &t in ch.y.iter() {
+    let blocks = ch.len.div_ceil(LANES);
+    for &t in ch.y[..blocks * LANES].iter() {
         invalid += (!(t < 0.0 || t <= 1.0)) as u32;
         known += ((t >= 0.0) & (t <= 1.0)) as u32;
         soft += ((t > 0.0) & (t < 1.0)) as u32;
@@ -194,7 +195,6 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
     //    real multi-label data; a block of them skips the math. The threshold sits 1e-3 below
     //    logit(clip), well clear of f32 rounding, so the result is bitwise the same.
     let skip_easy = clip && c.smoothing == 0.0;
-    let blocks = ch.len.div_ceil(LANES);
     let MlChunk { x, y, pw, l, g, .. } = ch;
     macro_rules! body {
         ($elem:expr) => {{
@@ -317,6 +317,18 @@ fn easy_threshold(clip: f64) -> f32 {
     }
 }
 
+/// Fills `dst` with the per-class values `v` of consecutive elements starting at column `col`,
+/// wrapping at the end of a row.
+fn per_class(v: &[f32], mut col: usize, dst: &mut [f32]) {
+    let mut i = 0;
+    while i < dst.len() {
+        let n = (v.len() - col).min(dst.len() - i);
+        dst[i..i + n].copy_from_slice(&v[col..col + n]);
+        i += n;
+        col = 0;
+    }
+}
+
 /// `g` as an integer when it is one below 16.
 fn small_int(g: f64) -> Option<u32> {
     (g.fract() == 0.0 && (0.0..16.0).contains(&g)).then_some(g as u32)
@@ -420,7 +432,6 @@ fn multi_label(
         .enumerate()
         .map(|(t, (mut g_out, mut l_out))| {
             let mut part = MlPartial::default();
-            let mut lanes = [0.0f32; LANES];
             let mut ch = MlChunk {
                 len: 0,
                 x: [0.0; CHUNK],
@@ -429,65 +440,70 @@ fn multi_label(
                 l: [0.0; CHUNK],
                 g: [0.0; CHUNK],
             };
-            let r0 = t * rpt;
-            let r1 = ((t + 1) * rpt).min(rows);
-            for r in r0..r1 {
-                let mut c0 = 0;
-                while c0 < cols {
-                    let len = CHUNK.min(cols - c0);
-                    let at = r * cols + c0;
-                    let local = at - r0 * cols;
-                    // Lanes past `len` keep x = 0 and become unknown targets (padding).
-                    ch.len = len;
-                    load_logits(&inp.logits, at, &mut ch.x[..len]);
-                    load_targets(&inp.targets, at, &mut ch.y[..len]);
-                    ch.y[len..].fill(-1.0);
-                    if let Some(v) = pw_vec {
-                        ch.pw[..len].copy_from_slice(&v[c0..c0 + len]);
-                    }
-                    let scan = ml_chunk(clip, &consts, &mut ch);
-                    if scan.invalid > 0 && part.first_invalid.is_none() {
-                        let y = &ch.y[..len];
-                        let j = (0..len)
-                            .find(|&j| !(y[j] < 0.0 || y[j] <= 1.0))
-                            .unwrap_or(0);
-                        part.first_invalid = Some(at + j);
-                    }
-                    part.known += scan.known as u64;
-                    let (lb, gb) = (&mut ch.l[..len], &mut ch.g[..len]);
-                    // 3. Class weights multiply loss and gradient of their column.
-                    if let Some(w) = cw {
-                        for ((lv, gv), wv) in lb.iter_mut().zip(gb.iter_mut()).zip(&w[c0..]) {
-                            *lv *= wv;
-                            *gv *= wv;
-                        }
-                    }
-                    if pass.wants_loss() {
-                        lane_sum(lb, &mut lanes);
-                        if let Some(lo) = l_out.as_deref_mut() {
-                            lo[local..local + len].copy_from_slice(lb);
-                        }
-                    }
-                    // 4. Gradient: scale x upstream (per element for `none` with an array).
-                    if pass.wants_grad() {
-                        match up_arr {
-                            Some(u) => {
-                                for (gv, uv) in gb.iter_mut().zip(&u[at..at + len]) {
-                                    *gv *= uv;
-                                }
-                            }
-                            None => {
-                                for gv in gb.iter_mut() {
-                                    *gv *= grad_scale;
-                                }
-                            }
-                        }
-                        g_out.store(local, gb);
-                    }
-                    c0 += len;
+            let mut wb = [1.0f32; CHUNK];
+            // The task's rows are one contiguous run of elements: it is cut into chunks without
+            // regard to row boundaries (so short rows cost no per-row overhead); `col` follows
+            // the column of the chunk's first element for the per-class vectors.
+            let e0 = t * rpt * cols;
+            let e1 = ((t + 1) * rpt).min(rows) * cols;
+            let mut at = e0;
+            let mut col = 0;
+            while at < e1 {
+                let len = CHUNK.min(e1 - at);
+                let local = at - e0;
+                // Lanes past `len` keep x = 0 and become unknown targets (padding).
+                ch.len = len;
+                load_logits(&inp.logits, at, &mut ch.x[..len]);
+                load_targets(&inp.targets, at, &mut ch.y[..len]);
+                let padded = len.div_ceil(LANES) * LANES;
+                ch.y[len..padded].fill(-1.0);
+                if let Some(v) = pw_vec {
+                    per_class(v, col, &mut ch.pw[..len]);
                 }
-                part.sum += lanes_total(&lanes);
-                lanes = [0.0; LANES];
+                let scan = ml_chunk(clip, &consts, &mut ch);
+                if scan.invalid > 0 && part.first_invalid.is_none() {
+                    let y = &ch.y[..len];
+                    let j = (0..len)
+                        .find(|&j| !(y[j] < 0.0 || y[j] <= 1.0))
+                        .unwrap_or(0);
+                    part.first_invalid = Some(at + j);
+                }
+                part.known += scan.known as u64;
+                let (lb, gb) = (&mut ch.l[..len], &mut ch.g[..len]);
+                // 3. Class weights multiply loss and gradient of their column.
+                if let Some(w) = cw {
+                    per_class(w, col, &mut wb[..len]);
+                    for ((lv, gv), wv) in lb.iter_mut().zip(gb.iter_mut()).zip(&wb) {
+                        *lv *= wv;
+                        *gv *= wv;
+                    }
+                }
+                if pass.wants_loss() {
+                    let mut lanes = [0.0f32; LANES];
+                    lane_sum(lb, &mut lanes);
+                    part.sum += lanes_total(&lanes);
+                    if let Some(lo) = l_out.as_deref_mut() {
+                        lo[local..local + len].copy_from_slice(lb);
+                    }
+                }
+                // 4. Gradient: scale x upstream (per element for `none` with an array).
+                if pass.wants_grad() {
+                    match up_arr {
+                        Some(u) => {
+                            for (gv, uv) in gb.iter_mut().zip(&u[at..at + len]) {
+                                *gv *= uv;
+                            }
+                        }
+                        None => {
+                            for gv in gb.iter_mut() {
+                                *gv *= grad_scale;
+                            }
+                        }
+                    }
+                    g_out.store(local, gb);
+                }
+                at += len;
+                col = (col + len) % cols;
             }
             part
         })
