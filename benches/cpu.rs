@@ -11,7 +11,9 @@ const SHAPES: [(usize, usize); 4] = [(4096, 80), (1024, 1000), (256, 9605), (64,
 
 fn logits(n: usize) -> Vec<f32> {
     // A deterministic spread of logits in about [-8, 4]: mostly easy negatives, as in practice.
-    (0..n).map(|i| ((i * 7919 % 1201) as f32 / 100.0) - 8.0).collect()
+    (0..n)
+        .map(|i| ((i * 7919 % 1201) as f32 / 100.0) - 8.0)
+        .collect()
 }
 
 fn targets(n: usize) -> Vec<u8> {

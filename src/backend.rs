@@ -89,12 +89,14 @@ impl BackendKind {
     }
 }
 
+/// Backends that could be created, best first.
+pub type Available = Vec<(BackendKind, Box<dyn Backend>)>;
+/// Backends that could not be created, with the reason.
+pub type Unavailable = Vec<(BackendKind, String)>;
+
 /// Every backend that can be created on this machine, best first (CUDA, wgpu on a real GPU,
 /// CPU, wgpu on a software adapter), with the reasons the others could not be created.
-pub fn available_backends() -> (
-    Vec<(BackendKind, Box<dyn Backend>)>,
-    Vec<(BackendKind, String)>,
-) {
+pub fn available_backends() -> (Available, Unavailable) {
     let mut ok = Vec::new();
     let mut missing = Vec::new();
     for kind in [BackendKind::Cuda, BackendKind::Wgpu, BackendKind::Cpu] {

@@ -177,8 +177,8 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
     let (mut invalid, mut known, mut soft) = (0u32, 0u32, 0u32);
     let blocks = ch.len.div_ceil(LANES);
     for &t in ch.y[..blocks * LANES].iter() {
-        invalid += (!(t < 0.0 || t <= 1.0)) as u32;
-        known += ((t >= 0.0) & (t <= 1.0)) as u32;
+        invalid += (t.is_nan() | (t > 1.0)) as u32;
+        known += (0.0..=1.0).contains(&t) as u32;
         soft += ((t > 0.0) & (t < 1.0)) as u32;
     }
     let scan = ChunkScan {
@@ -344,9 +344,9 @@ fn count_known(t: &MultiTargets<'_>, n: usize) -> (u64, Option<usize>) {
             let mut bad = None;
             for i in a..b {
                 let y = t.get(i);
-                if y >= 0.0 && y <= 1.0 {
+                if (0.0..=1.0).contains(&y) {
                     known += 1;
-                } else if !(y < 0.0) && bad.is_none() {
+                } else if (y.is_nan() || y > 1.0) && bad.is_none() {
                     bad = Some(i);
                 }
             }

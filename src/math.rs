@@ -90,7 +90,7 @@ impl F32Math for PolyMath {
         y = y * r + 8.333_452e-3;
         y = y * r + 4.166_579_6e-2;
         y = y * r + 1.666_666_5e-1;
-        y = y * r + 5.000_000_1e-1;
+        y = y * r + 0.5;
         y = y * r * r + r + 1.0;
         // 3. Scale by 2^n through the exponent bits (n is in [-126, 127] after the clamp). The
         //    integer comes from the magic-number trick (n + 1.5 * 2^23 puts n in the low
@@ -129,7 +129,7 @@ impl F32Math for PolyMath {
         y = y * m - 1.666_805_8e-1;
         y = y * m + 2.000_071_4e-1;
         y = y * m - 2.499_999_4e-1;
-        y = y * m + 3.333_333_1e-1;
+        y = y * m + 0.333_333_3;
         y = y * m * z;
         y += -2.121_944_4e-4 * ef;
         y += -0.5 * z;
@@ -497,7 +497,7 @@ mod tests {
         let mut worst = 0.0f64;
         for i in 0..200_000 {
             let x = f32::from_bits(0x0000_1000 + i * 10_600);
-            if !(x > 0.0) || !x.is_finite() {
+            if x <= 0.0 || !x.is_finite() {
                 continue;
             }
             let r = (x as f64).ln();

@@ -258,7 +258,7 @@ pub fn single_label(
     let mut grad = vec![0.0; n];
     let mut counted = 0usize;
     let mut row_grads = Vec::with_capacity(shape.rows);
-    for r in 0..shape.rows {
+    for (r, row_l) in row_loss.iter_mut().enumerate() {
         let t = targets.get(r);
         if Some(t) == cfg.ignore_index {
             row_grads.push(None);
@@ -267,7 +267,7 @@ pub fn single_label(
         counted += 1;
         let z: Vec<f64> = (0..k).map(|c| logits.get(r * k + c) as f64).collect();
         let (l, g) = sl_row(&z, t as usize, cfg);
-        row_loss[r] = l;
+        *row_l = l;
         row_grads.push(Some(g));
     }
     let scale = match cfg.reduction {

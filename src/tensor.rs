@@ -186,7 +186,7 @@ impl MultiTargets<'_> {
     /// Index of the first invalid element, if any.
     pub fn first_invalid(&self) -> Option<usize> {
         match self {
-            MultiTargets::F32(v) => v.iter().position(|&y| !(y < 0.0 || y <= 1.0)),
+            MultiTargets::F32(v) => v.iter().position(|&y| y.is_nan() || y > 1.0),
             MultiTargets::U8(v) => v.iter().position(|&b| b > 1 && b != U8_UNKNOWN),
         }
     }

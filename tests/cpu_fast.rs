@@ -153,6 +153,21 @@ fn random_ml_cfg(rng: &mut StdRng, cols: usize) -> MultiLabel {
     }
 }
 
+/// Moves logits off the loss's kinks (p = clip, p = eps, 1 - p = eps): within about 1e-7 of one,
+/// f32 and f64 may legitimately land on different sides of a jump in the derivative.
+fn avoid_kinks(x: &mut [f32], cfg: &MultiLabel) {
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    let mut kinks = vec![logit(cfg.eps), -logit(cfg.eps)];
+    if cfg.clip > 0.0 && cfg.clip < 1.0 {
+        kinks.push(logit(cfg.clip));
+    }
+    for v in x.iter_mut() {
+        if kinks.iter().any(|k| (*v as f64 - k).abs() < 1e-5) {
+            *v += 3e-5;
+        }
+    }
+}
+
 fn random_logits(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
     (0..n)
         .map(|_| {
@@ -183,7 +198,8 @@ fn multi_label_random_configurations_and_odd_shapes() {
         for trial in 0..4 {
             let cfg = random_ml_cfg(&mut rng, cols);
             let n = rows * cols;
-            let x = random_logits(&mut rng, n, [3.0, 12.0, 30.0][trial % 3]);
+            let mut x = random_logits(&mut rng, n, [3.0, 12.0, 30.0][trial % 3]);
+            avoid_kinks(&mut x, &cfg);
             let t: Vec<f32> = (0..n)
                 .map(|_| match rng.random_range(0..10) {
                     0 => -1.0,
@@ -192,8 +208,10 @@ fn multi_label_random_configurations_and_odd_shapes() {
                     _ => 0.0,
                 })
                 .collect();
+            // `none` takes an upstream array shaped like the loss; the others a number.
+            let up_vals: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
             let up = if cfg.reduction == Reduction::None {
-                Upstream::Scalar(rng.random_range(0.1..2.0))
+                Upstream::Array(&up_vals)
             } else {
                 Upstream::Scalar(rng.random_range(0.1..2.0))
             };

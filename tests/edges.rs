@@ -9,28 +9,79 @@ use half::{bf16, f16};
 
 /// Runs the multi-label loss on the reference and on the CPU path (f32 logits); returns
 /// (reference loss, reference grad, cpu loss, cpu grad).
-fn ml_both(cfg: &MultiLabel, rows: usize, x: &[f32], y: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+fn ml_both(
+    cfg: &MultiLabel,
+    rows: usize,
+    x: &[f32],
+    y: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
     let shape = Shape::new(rows, x.len() / rows);
-    let r = reference::multi_label(cfg, shape, Logits::F32(x), MultiTargets::F32(y), Upstream::Scalar(1.0))
-        .unwrap();
+    let r = reference::multi_label(
+        cfg,
+        shape,
+        Logits::F32(x),
+        MultiTargets::F32(y),
+        Upstream::Scalar(1.0),
+    )
+    .unwrap();
     let mut g = vec![f32::NAN; x.len()];
-    let inp = MultiInputs { shape, logits: Logits::F32(x), targets: MultiTargets::F32(y), upstream: Upstream::Scalar(1.0) };
-    let l = Cpu::new().multi_label(cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g))).unwrap().unwrap();
-    (r.loss, r.grad, l.as_slice().iter().map(|&v| v as f64).collect(), g.iter().map(|&v| v as f64).collect())
+    let inp = MultiInputs {
+        shape,
+        logits: Logits::F32(x),
+        targets: MultiTargets::F32(y),
+        upstream: Upstream::Scalar(1.0),
+    };
+    let l = Cpu::new()
+        .multi_label(cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g)))
+        .unwrap()
+        .unwrap();
+    (
+        r.loss,
+        r.grad,
+        l.as_slice().iter().map(|&v| v as f64).collect(),
+        g.iter().map(|&v| v as f64).collect(),
+    )
 }
 
-fn sl_both(cfg: &SingleLabel, rows: usize, z: &[f32], t: &[i64]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+fn sl_both(
+    cfg: &SingleLabel,
+    rows: usize,
+    z: &[f32],
+    t: &[i64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
     let shape = Shape::new(rows, z.len() / rows);
-    let r = reference::single_label(cfg, shape, Logits::F32(z), ClassTargets::I64(t), Upstream::Scalar(1.0))
-        .unwrap();
+    let r = reference::single_label(
+        cfg,
+        shape,
+        Logits::F32(z),
+        ClassTargets::I64(t),
+        Upstream::Scalar(1.0),
+    )
+    .unwrap();
     let mut g = vec![f32::NAN; z.len()];
-    let inp = SingleInputs { shape, logits: Logits::F32(z), targets: ClassTargets::I64(t), upstream: Upstream::Scalar(1.0) };
-    let l = Cpu::new().single_label(cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g))).unwrap().unwrap();
-    (r.loss, r.grad, l.as_slice().iter().map(|&v| v as f64).collect(), g.iter().map(|&v| v as f64).collect())
+    let inp = SingleInputs {
+        shape,
+        logits: Logits::F32(z),
+        targets: ClassTargets::I64(t),
+        upstream: Upstream::Scalar(1.0),
+    };
+    let l = Cpu::new()
+        .single_label(cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g)))
+        .unwrap()
+        .unwrap();
+    (
+        r.loss,
+        r.grad,
+        l.as_slice().iter().map(|&v| v as f64).collect(),
+        g.iter().map(|&v| v as f64).collect(),
+    )
 }
 
 fn sum_cfg(cfg: MultiLabel) -> MultiLabel {
-    MultiLabel { reduction: Reduction::Sum, ..cfg }
+    MultiLabel {
+        reduction: Reduction::Sum,
+        ..cfg
+    }
 }
 
 /// Semantics doc section 4: timm's f32 values for single elements (sum reduction), which our
@@ -38,7 +89,10 @@ fn sum_cfg(cfg: MultiLabel) -> MultiLabel {
 #[test]
 fn single_element_tables() {
     let d = sum_cfg(MultiLabel::default());
-    let s = sum_cfg(MultiLabel { focal_grad: FocalGrad::Detached, ..MultiLabel::default() });
+    let s = sum_cfg(MultiLabel {
+        focal_grad: FocalGrad::Detached,
+        ..MultiLabel::default()
+    });
     // (x, y, loss, grad differentiated, grad detached)
     let rows: &[(f32, f32, f64, f64, f64)] = &[
         (f32::NEG_INFINITY, 1.0, 18.420681, 0.0, 0.0),
@@ -48,7 +102,13 @@ fn single_element_tables() {
         (0.0, 1.0, 0.34657359, -0.4232868, -0.25),
         (1.0, 1.0, 0.084249027, -0.13392046, -0.072329484),
         // timm's f32 gives 1.5223963e-08 here (1 - p cancels); this is the float64 value.
-        (9.0, 1.0, 1.5227160876674044e-08, -3.0451503310436103e-08, -1.5226221382821915e-08),
+        (
+            9.0,
+            1.0,
+            1.5227160876674044e-08,
+            -3.0451503310436103e-08,
+            -1.5226221382821915e-08,
+        ),
         (-5.0, 0.0, 0.0, 0.0, 0.0),
         (f32::NEG_INFINITY, 0.0, 0.0, 0.0, 0.0),
         (-1.0, 0.0, 0.00056779711, 0.0026179668, 0.00057841267),
@@ -78,7 +138,17 @@ fn single_element_tables() {
 /// f32/f16/bf16 sigmoid saturation points (16.636, 8.317, 6.235), +-inf and NaN.
 #[test]
 fn boundary_grids_agree_with_the_reference() {
-    let centres = [-18.420681f32, 18.420681, -2.944439, 16.636, 8.317, 6.235, 0.0, -88.7, 88.7];
+    let centres = [
+        -18.420681f32,
+        18.420681,
+        -2.944439,
+        16.636,
+        8.317,
+        6.235,
+        0.0,
+        -88.7,
+        88.7,
+    ];
     let mut x = Vec::new();
     for c in centres {
         // Offsets k + 0.37 step across the boundary without landing on it: at a kink itself
@@ -96,22 +166,39 @@ fn boundary_grids_agree_with_the_reference() {
             MultiLabel::paper(),
             MultiLabel::bce(),
             MultiLabel::focal(2.0),
-            MultiLabel { gamma_pos: 0.5, gamma_neg: 0.5, ..MultiLabel::default() },
-            MultiLabel { eps: 0.0, clip: 0.0, ..MultiLabel::default() },
+            MultiLabel {
+                gamma_pos: 0.5,
+                gamma_neg: 0.5,
+                ..MultiLabel::default()
+            },
+            MultiLabel {
+                eps: 0.0,
+                clip: 0.0,
+                ..MultiLabel::default()
+            },
         ] {
             let cfg = sum_cfg(cfg);
             let (rl, rg, cl, cg) = ml_both(&cfg, 1, &x, &t);
-            let gmax = rg.iter().fold(0.0f64, |m, v| if v.is_finite() { m.max(v.abs()) } else { m });
+            let gmax = rg.iter().fold(
+                0.0f64,
+                |m, v| if v.is_finite() { m.max(v.abs()) } else { m },
+            );
             assert_close(&format!("y={y} {cfg:?} loss"), &cl, &rl, 0.0, 1e-5);
             assert_close(&format!("y={y} {cfg:?} grad"), &cg, &rg, 1e-6 * gmax, 1e-4);
-            assert!(cg.iter().all(|v| v.is_finite()), "non-finite gradient on the grid");
+            assert!(
+                cg.iter().all(|v| v.is_finite()),
+                "non-finite gradient on the grid"
+            );
         }
     }
 }
 
 #[test]
 fn nan_logits_propagate_and_infinities_are_limits() {
-    let cfg = sum_cfg(MultiLabel { reduction: Reduction::None, ..MultiLabel::default() });
+    let cfg = sum_cfg(MultiLabel {
+        reduction: Reduction::None,
+        ..MultiLabel::default()
+    });
     let x = [f32::NAN, 0.0, f32::INFINITY, f32::NEG_INFINITY];
     let (rl, rg, cl, cg) = ml_both(&cfg, 1, &x, &[1.0, 1.0, 0.0, 1.0]);
     for (l, g) in [(&rl, &rg), (&cl, &cg)] {
@@ -120,12 +207,28 @@ fn nan_logits_propagate_and_infinities_are_limits() {
     }
     // Single-label: a NaN makes its row NaN; -inf in a non-target column is the limit p = 0;
     // +inf columns share the probability mass.
-    let cfg = SingleLabel { reduction: Reduction::None, ..SingleLabel::default() };
-    let z = [f32::NAN, 0.0, 1.0, 0.0, f32::NEG_INFINITY, 1.0, f32::INFINITY, 0.0, f32::INFINITY];
+    let cfg = SingleLabel {
+        reduction: Reduction::None,
+        ..SingleLabel::default()
+    };
+    let z = [
+        f32::NAN,
+        0.0,
+        1.0,
+        0.0,
+        f32::NEG_INFINITY,
+        1.0,
+        f32::INFINITY,
+        0.0,
+        f32::INFINITY,
+    ];
     let (rl, rg, cl, cg) = sl_both(&cfg, 3, &z, &[1, 0, 2]);
     for (l, g) in [(&rl, &rg), (&cl, &cg)] {
         assert!(l[0].is_nan() && g[..3].iter().all(|v| v.is_nan()));
-        assert!(l[1..].iter().chain(&g[3..]).all(|v| v.is_finite()), "{l:?} {g:?}");
+        assert!(
+            l[1..].iter().chain(&g[3..]).all(|v| v.is_finite()),
+            "{l:?} {g:?}"
+        );
     }
     assert_close("sl inf rows", &cl[1..], &rl[1..], 1e-7, 1e-5);
     assert_close("sl inf grads", &cg[3..], &rg[3..], 1e-7, 1e-4);
@@ -136,24 +239,50 @@ fn nan_logits_propagate_and_infinities_are_limits() {
 #[test]
 fn b1_fp16_underflow_is_finite() {
     let cpu = Cpu::new();
-    let x: Vec<f16> = [-20.0f32, -20.0, 5.0, 12.0, 0.0].iter().map(|&v| f16::from_f32(v)).collect();
+    let x: Vec<f16> = [-20.0f32, -20.0, 5.0, 12.0, 0.0]
+        .iter()
+        .map(|&v| f16::from_f32(v))
+        .collect();
     let y = [1.0f32, 0.0, 0.0, 0.0, 1.0];
     let cfg = sum_cfg(MultiLabel::default());
     let mut g = vec![f16::NAN; 5];
-    let inp = MultiInputs { shape: Shape::new(1, 5), logits: Logits::F16(&x), targets: MultiTargets::F32(&y), upstream: Upstream::Scalar(1.0) };
-    let l = cpu.multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F16(&mut g))).unwrap().unwrap();
+    let inp = MultiInputs {
+        shape: Shape::new(1, 5),
+        logits: Logits::F16(&x),
+        targets: MultiTargets::F32(&y),
+        upstream: Upstream::Scalar(1.0),
+    };
+    let l = cpu
+        .multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F16(&mut g)))
+        .unwrap()
+        .unwrap();
     // timm 1.0.31 (fp32 internally): loss 23.479668; grads [-5.96e-08, 0, 0.157, 1.6463e-4,
     // -0.4233]. At x = 12 timm's f32 1 - p cancels (1% off); the float64 value is 1.6315e-4.
-    assert_close("B1 loss", &[l.scalar().unwrap() as f64], &[23.479668], 0.0, 1e-6);
+    assert_close(
+        "B1 loss",
+        &[l.scalar().unwrap() as f64],
+        &[23.479668],
+        0.0,
+        1e-6,
+    );
     let g: Vec<f64> = g.iter().map(|v| v.to_f64()).collect();
-    assert_close("B1 grad", &g, &[-5.96e-08, 0.0, 0.15686035, 1.6315e-4, -0.42333984], 1e-8, 2e-3);
+    assert_close(
+        "B1 grad",
+        &g,
+        &[-5.96e-08, 0.0, 0.15686035, 1.6315e-4, -0.42333984],
+        1e-8,
+        2e-3,
+    );
 }
 
 /// B2: without the eps floor, large logits must still give a finite loss (0 here).
 #[test]
 fn b2_no_eps_floor_is_finite() {
     for eps in [0.0, 1e-8] {
-        let cfg = sum_cfg(MultiLabel { eps, ..MultiLabel::default() });
+        let cfg = sum_cfg(MultiLabel {
+            eps,
+            ..MultiLabel::default()
+        });
         let (rl, rg, cl, cg) = ml_both(&cfg, 1, &[-100.0], &[0.0]);
         assert_eq!((rl[0], rg[0], cl[0], cg[0]), (0.0, 0.0, 0.0, 0.0));
     }
@@ -165,8 +294,15 @@ fn b2_no_eps_floor_is_finite() {
 fn b8_reductions() {
     let x = [2.0f32, -1.0, 0.3, -0.5, 1.5, -3.0];
     let y = [1.0f32, 0.0, 0.0, 0.0, 1.0, 1.0];
-    for (red, want) in [(Reduction::Sum, 3.0172398), (Reduction::BatchMean, 1.5086199), (Reduction::Mean, 0.5028733)] {
-        let cfg = MultiLabel { reduction: red, ..MultiLabel::default() };
+    for (red, want) in [
+        (Reduction::Sum, 3.0172398),
+        (Reduction::BatchMean, 1.5086199),
+        (Reduction::Mean, 0.5028733),
+    ] {
+        let cfg = MultiLabel {
+            reduction: red,
+            ..MultiLabel::default()
+        };
         let (rl, _, cl, _) = ml_both(&cfg, 2, &x, &y);
         assert_close(red.name(), &rl, &[want], 0.0, 2e-7);
         assert_close(red.name(), &cl, &[want], 0.0, 2e-6);
@@ -188,19 +324,39 @@ fn b9_out_of_range_targets_are_refused_and_valid_ones_give_non_negative_loss() {
     for bad in [2.0f32, 1.5, f32::NAN, f32::INFINITY] {
         let x = [3.0f32, 0.0];
         let y = [0.0f32, bad];
-        let inp = MultiInputs { shape: Shape::new(1, 2), logits: Logits::F32(&x), targets: MultiTargets::F32(&y), upstream: Upstream::Scalar(1.0) };
+        let inp = MultiInputs {
+            shape: Shape::new(1, 2),
+            logits: Logits::F32(&x),
+            targets: MultiTargets::F32(&y),
+            upstream: Upstream::Scalar(1.0),
+        };
         let mut g = [0.0f32; 2];
-        let e = Cpu::new().multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g))).unwrap_err();
+        let e = Cpu::new()
+            .multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g)))
+            .unwrap_err();
         assert!(matches!(e, Error::InvalidTarget { index: 1, .. }), "{e}");
-        let e = reference::multi_label(&cfg, Shape::new(1, 2), Logits::F32(&x), MultiTargets::F32(&y), Upstream::Scalar(1.0)).unwrap_err();
+        let e = reference::multi_label(
+            &cfg,
+            Shape::new(1, 2),
+            Logits::F32(&x),
+            MultiTargets::F32(&y),
+            Upstream::Scalar(1.0),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("element 1"), "{e}");
     }
     let x: Vec<f32> = (0..2001).map(|i| (i as f32 - 1000.0) / 100.0).collect();
     for yv in 0..=20 {
         let y = vec![yv as f32 / 20.0; x.len()];
-        let c = MultiLabel { reduction: Reduction::None, ..cfg.clone() };
+        let c = MultiLabel {
+            reduction: Reduction::None,
+            ..cfg.clone()
+        };
         let (rl, _, cl, _) = ml_both(&c, 1, &x, &y);
-        assert!(rl.iter().chain(&cl).all(|&v| v >= 0.0 && v.is_finite()), "negative loss at y={yv}/20");
+        assert!(
+            rl.iter().chain(&cl).all(|&v| v >= 0.0 && v.is_finite()),
+            "negative loss at y={yv}/20"
+        );
     }
 }
 
@@ -219,13 +375,20 @@ fn b10_single_label_versus_cross_entropy() {
         (2.0, 0.1, 0.22596931),
         (4.0, 0.1, 0.22477213),
     ] {
-        let cfg = SingleLabel { gamma_pos: 0.0, gamma_neg: gn, smoothing: s, ..SingleLabel::default() };
+        let cfg = SingleLabel {
+            gamma_pos: 0.0,
+            gamma_neg: gn,
+            smoothing: s,
+            ..SingleLabel::default()
+        };
         let (rl, _, cl, _) = sl_both(&cfg, 2, &z, &t);
         assert_close(&format!("gn={gn} s={s}"), &rl, &[want], 0.0, 2e-7);
         assert_close(&format!("gn={gn} s={s}"), &cl, &[want], 0.0, 2e-6);
     }
     // Semantics doc section 4, three rows.
-    let z = [2.0f32, -1.0, 0.5, 0.0, -0.3, 0.8, 3.0, -2.0, 0.1, 0.2, 0.3, 0.4];
+    let z = [
+        2.0f32, -1.0, 0.5, 0.0, -0.3, 0.8, 3.0, -2.0, 0.1, 0.2, 0.3, 0.4,
+    ];
     let t = [0i64, 2, 1];
     for (gp, gn, s, want) in [
         (0.0, 4.0, 0.1, 0.59478068),
@@ -233,7 +396,12 @@ fn b10_single_label_versus_cross_entropy() {
         (0.0, 0.0, 0.0, 0.64282900),
         (0.0, 0.0, 0.1, 0.78282899),
     ] {
-        let cfg = SingleLabel { gamma_pos: gp, gamma_neg: gn, smoothing: s, ..SingleLabel::default() };
+        let cfg = SingleLabel {
+            gamma_pos: gp,
+            gamma_neg: gn,
+            smoothing: s,
+            ..SingleLabel::default()
+        };
         let (rl, _, cl, _) = sl_both(&cfg, 3, &z, &t);
         assert_close("sl table", &rl, &[want], 0.0, 2e-7);
         assert_close("sl table", &cl, &[want], 0.0, 2e-6);
@@ -244,18 +412,40 @@ fn b10_single_label_versus_cross_entropy() {
 /// is 0. Single-label likewise.
 #[test]
 fn b11_fractional_gamma_has_finite_gradients() {
-    let cfg = sum_cfg(MultiLabel { gamma_pos: 0.5, ..MultiLabel::default() });
+    let cfg = sum_cfg(MultiLabel {
+        gamma_pos: 0.5,
+        ..MultiLabel::default()
+    });
     let (_, rg, _, cg) = ml_both(&cfg, 1, &[20.0, 40.0, 200.0], &[1.0; 3]);
-    assert!(rg.iter().chain(&cg).all(|v| v.is_finite() && v.abs() < 1e-8), "{rg:?} {cg:?}");
-    let cfg = sum_cfg(MultiLabel { gamma_neg: 0.5, ..MultiLabel::default() });
+    assert!(
+        rg.iter()
+            .chain(&cg)
+            .all(|v| v.is_finite() && v.abs() < 1e-8),
+        "{rg:?} {cg:?}"
+    );
+    let cfg = sum_cfg(MultiLabel {
+        gamma_neg: 0.5,
+        ..MultiLabel::default()
+    });
     let (rl, rg, cl, cg) = ml_both(&cfg, 1, &[-5.0], &[0.0]);
     assert_eq!((rl[0], rg[0], cl[0], cg[0]), (0.0, 0.0, 0.0, 0.0));
     for cfg in [
-        SingleLabel { gamma_pos: 0.5, ..SingleLabel::default() },
-        SingleLabel { gamma_neg: 0.5, ..SingleLabel::default() },
+        SingleLabel {
+            gamma_pos: 0.5,
+            ..SingleLabel::default()
+        },
+        SingleLabel {
+            gamma_neg: 0.5,
+            ..SingleLabel::default()
+        },
     ] {
         let (rl, rg, cl, cg) = sl_both(&cfg, 2, &[200.0, 0.0, 0.5, 0.0, 200.0, 0.5], &[0, 0]);
-        assert!(rl.iter().chain(&rg).chain(&cl).chain(&cg).all(|v| v.is_finite()));
+        assert!(rl
+            .iter()
+            .chain(&rg)
+            .chain(&cl)
+            .chain(&cg)
+            .all(|v| v.is_finite()));
         assert_close("B11 sl grad", &cg, &rg, 1e-7, 1e-4);
     }
 }
@@ -270,15 +460,26 @@ fn b12_unknown_labels_are_absent() {
     let known_x = [2.0f32, 0.3, -0.5, 1.5];
     let known_y = [1.0f32, 0.0, 0.0, 1.0];
     for red in [Reduction::Sum, Reduction::Mean] {
-        let cfg = MultiLabel { reduction: red, ..MultiLabel::default() };
+        let cfg = MultiLabel {
+            reduction: red,
+            ..MultiLabel::default()
+        };
         let (rl, rg, cl, cg) = ml_both(&cfg, 1, &x, &y);
         let (kl, _, _, _) = ml_both(&cfg, 1, &known_x, &known_y);
         assert_close("B12 ref", &rl, &kl, 0.0, 1e-12);
         assert_close("B12 cpu", &cl, &kl, 0.0, 1e-6);
         assert_eq!((rg[1], rg[5], cg[1], cg[5]), (0.0, 0.0, 0.0, 0.0));
         let mut g = [f32::NAN; 6];
-        let inp = MultiInputs { shape: Shape::new(1, 6), logits: Logits::F32(&x), targets: MultiTargets::U8(&y8), upstream: Upstream::Scalar(1.0) };
-        let l = Cpu::new().multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g))).unwrap().unwrap();
+        let inp = MultiInputs {
+            shape: Shape::new(1, 6),
+            logits: Logits::F32(&x),
+            targets: MultiTargets::U8(&y8),
+            upstream: Upstream::Scalar(1.0),
+        };
+        let l = Cpu::new()
+            .multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g)))
+            .unwrap()
+            .unwrap();
         assert_close("B12 u8", &[l.scalar().unwrap() as f64], &kl, 0.0, 1e-6);
         assert_close("B12 u8 grad", &g.map(|v| v as f64), &cg, 0.0, 0.0);
     }
@@ -296,14 +497,25 @@ fn b14_probability_shifting() {
     assert_close("B14", &cl, &[want], 0.0, 1e-6);
     let x: Vec<f32> = (0..100).map(|i| -2.9445 - i as f32 * 0.1).collect();
     let (rl, rg, cl, cg) = ml_both(&cfg, 1, &x, &vec![0.0; 100]);
-    assert!(rl.iter().chain(&rg).chain(&cl).chain(&cg).all(|&v| v == 0.0));
+    assert!(rl
+        .iter()
+        .chain(&rg)
+        .chain(&cl)
+        .chain(&cg)
+        .all(|&v| v == 0.0));
 }
 
 /// B15: the detach flag's effect at x = 0 (defaults).
 #[test]
 fn b15_detached_versus_differentiated() {
-    for (fg, g1, g0) in [(FocalGrad::Differentiated, -0.4232868, 0.073117092), (FocalGrad::Detached, -0.25, 0.018639201)] {
-        let cfg = sum_cfg(MultiLabel { focal_grad: fg, ..MultiLabel::default() });
+    for (fg, g1, g0) in [
+        (FocalGrad::Differentiated, -0.4232868, 0.073117092),
+        (FocalGrad::Detached, -0.25, 0.018639201),
+    ] {
+        let cfg = sum_cfg(MultiLabel {
+            focal_grad: fg,
+            ..MultiLabel::default()
+        });
         let (_, rg, _, cg) = ml_both(&cfg, 1, &[0.0, 0.0], &[1.0, 0.0]);
         assert_close("B15 ref", &rg, &[g1, g0], 0.0, 2e-7);
         assert_close("B15 cpu", &cg, &[g1, g0], 0.0, 2e-6);
@@ -315,18 +527,44 @@ fn b15_detached_versus_differentiated() {
 fn b16_b19_shapes_and_class_indices() {
     let x = [0.0f32; 6];
     let y = [0.0f32; 5];
-    let inp = MultiInputs { shape: Shape::new(2, 3), logits: Logits::F32(&x), targets: MultiTargets::F32(&y), upstream: Upstream::Scalar(1.0) };
-    let e = Cpu::new().multi_label(&MultiLabel::default(), Pass::Forward, &inp, None).unwrap_err();
-    assert!(matches!(e, Error::Shape { what: "targets", .. }), "{e}");
+    let inp = MultiInputs {
+        shape: Shape::new(2, 3),
+        logits: Logits::F32(&x),
+        targets: MultiTargets::F32(&y),
+        upstream: Upstream::Scalar(1.0),
+    };
+    let e = Cpu::new()
+        .multi_label(&MultiLabel::default(), Pass::Forward, &inp, None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Shape {
+                what: "targets",
+                ..
+            }
+        ),
+        "{e}"
+    );
     for bad in [-100i64, -1, 3] {
         let t = [0i64, bad];
-        let inp = SingleInputs { shape: Shape::new(2, 3), logits: Logits::F32(&x), targets: ClassTargets::I64(&t), upstream: Upstream::Scalar(1.0) };
-        let e = Cpu::new().single_label(&SingleLabel::default(), Pass::Forward, &inp, None).unwrap_err();
+        let inp = SingleInputs {
+            shape: Shape::new(2, 3),
+            logits: Logits::F32(&x),
+            targets: ClassTargets::I64(&t),
+            upstream: Upstream::Scalar(1.0),
+        };
+        let e = Cpu::new()
+            .single_label(&SingleLabel::default(), Pass::Forward, &inp, None)
+            .unwrap_err();
         assert!(matches!(e, Error::ClassOutOfRange { row: 1, .. }), "{e}");
     }
     // With ignore_index the ignored row adds 0 and `mean` divides by the rows that count.
     let z = [2.0f32, -1.0, 0.5, 0.1, 0.2, 0.3];
-    let cfg = SingleLabel { ignore_index: Some(-100), ..SingleLabel::default() };
+    let cfg = SingleLabel {
+        ignore_index: Some(-100),
+        ..SingleLabel::default()
+    };
     let (rl, rg, cl, cg) = sl_both(&cfg, 2, &z, &[0, -100]);
     let (one, _, _, _) = sl_both(&SingleLabel::default(), 1, &z[..3], &[0]);
     assert_close("B19 ignore", &rl, &one, 0.0, 1e-12);
@@ -337,7 +575,12 @@ fn b16_b19_shapes_and_class_indices() {
 /// B5: the single-label backward that raised in old versions works and matches the reference.
 #[test]
 fn b5_single_label_backward() {
-    let (rl, rg, cl, cg) = sl_both(&SingleLabel::default(), 2, &[2.0, -1.0, 0.5, 0.1, 0.2, 0.3], &[0, 2]);
+    let (rl, rg, cl, cg) = sl_both(
+        &SingleLabel::default(),
+        2,
+        &[2.0, -1.0, 0.5, 0.1, 0.2, 0.3],
+        &[0, 2],
+    );
     assert_close("B5 loss", &cl, &rl, 0.0, 1e-6);
     assert_close("B5 grad", &cg, &rg, 1e-8, 1e-5);
 }
@@ -349,36 +592,82 @@ fn b20_half_precision_saturation() {
     let cfg = sum_cfg(MultiLabel::default());
     let x = [9.0f32, 8.317, 6.235];
     let y = [0.0f32; 3];
-    let r = reference::multi_label(&cfg, Shape::new(1, 3), Logits::F32(&x), MultiTargets::F32(&y), Upstream::Scalar(1.0)).unwrap();
+    let r = reference::multi_label(
+        &cfg,
+        Shape::new(1, 3),
+        Logits::F32(&x),
+        MultiTargets::F32(&y),
+        Upstream::Scalar(1.0),
+    )
+    .unwrap();
     assert_close("B20 f64", &r.grad[..1], &[0.0032699219], 0.0, 1e-6);
     let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
     let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
     let mut gh = [f16::ZERO; 3];
     let mut gb = [bf16::ZERO; 3];
     let cpu = Cpu::new();
-    let inp = MultiInputs { shape: Shape::new(1, 3), logits: Logits::F16(&xh), targets: MultiTargets::F32(&y), upstream: Upstream::Scalar(1.0) };
-    cpu.multi_label(&cfg, Pass::Backward, &inp, Some(GradMut::F16(&mut gh))).unwrap();
-    let inp = MultiInputs { logits: Logits::Bf16(&xb), ..inp };
-    cpu.multi_label(&cfg, Pass::Backward, &inp, Some(GradMut::Bf16(&mut gb))).unwrap();
-    assert!((gh[0].to_f64() - 0.0032699).abs() < 2e-6, "f16 grad {}", gh[0]);
-    assert!((gb[0].to_f64() - 0.0032699).abs() < 2e-5, "bf16 grad {}", gb[0]);
-    assert!(gh.iter().chain(gb.iter().map(|v| v).map(|_| &gh[0])).all(|v| v.to_f32() > 0.0));
+    let inp = MultiInputs {
+        shape: Shape::new(1, 3),
+        logits: Logits::F16(&xh),
+        targets: MultiTargets::F32(&y),
+        upstream: Upstream::Scalar(1.0),
+    };
+    cpu.multi_label(&cfg, Pass::Backward, &inp, Some(GradMut::F16(&mut gh)))
+        .unwrap();
+    let inp = MultiInputs {
+        logits: Logits::Bf16(&xb),
+        ..inp
+    };
+    cpu.multi_label(&cfg, Pass::Backward, &inp, Some(GradMut::Bf16(&mut gb)))
+        .unwrap();
+    assert!(
+        (gh[0].to_f64() - 0.0032699).abs() < 2e-6,
+        "f16 grad {}",
+        gh[0]
+    );
+    assert!(
+        (gb[0].to_f64() - 0.0032699).abs() < 2e-5,
+        "bf16 grad {}",
+        gb[0]
+    );
+    // Every one of the three (past the f16 and bf16 saturation points) keeps a gradient.
+    assert!(gh.iter().all(|v| v.to_f32() > 0.0), "{gh:?}");
+    assert!(gb.iter().all(|v| v.to_f32() > 0.0), "{gb:?}");
 }
 
 /// An empty batch gives loss 0 (not PyTorch's 0/0) for every reduction.
 #[test]
 fn empty_batches_give_zero() {
     for red in [Reduction::Sum, Reduction::Mean, Reduction::BatchMean] {
-        let cfg = MultiLabel { reduction: red, ..MultiLabel::default() };
-        let inp = MultiInputs { shape: Shape::new(0, 5), logits: Logits::F32(&[]), targets: MultiTargets::F32(&[]), upstream: Upstream::Scalar(1.0) };
-        let l = Cpu::new().multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut []))).unwrap().unwrap();
-        assert_eq!(l.scalar().unwrap().to_bits(), 0.0f32.to_bits(), "+0, not -0");
+        let cfg = MultiLabel {
+            reduction: red,
+            ..MultiLabel::default()
+        };
+        let inp = MultiInputs {
+            shape: Shape::new(0, 5),
+            logits: Logits::F32(&[]),
+            targets: MultiTargets::F32(&[]),
+            upstream: Upstream::Scalar(1.0),
+        };
+        let l = Cpu::new()
+            .multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut [])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            l.scalar().unwrap().to_bits(),
+            0.0f32.to_bits(),
+            "+0, not -0"
+        );
         // All unknown: nothing known to average.
         let x = [1.0f32; 4];
         let y = [-1.0f32; 4];
         let (rl, _, cl, _) = ml_both(&cfg, 2, &x, &y);
         assert_eq!((rl[0], cl[0]), (0.0, 0.0));
-        let scfg = SingleLabel { reduction: red, ignore_index: Some(-1), ..SingleLabel::default() };
+        let scfg = SingleLabel {
+            reduction: red,
+            ignore_index: Some(-1),
+            ..SingleLabel::default()
+        };
         let (rl, _, cl, _) = sl_both(&scfg, 2, &[0.0; 4], &[-1, -1]);
         assert_eq!((rl[0], cl[0]), (0.0, 0.0));
     }

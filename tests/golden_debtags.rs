@@ -8,7 +8,8 @@ use common::*;
 use serde_json::Value;
 
 fn read_npy<T: npyz::Deserialize>(path: std::path::PathBuf) -> (Vec<u64>, Vec<T>) {
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = npy.shape().to_vec();
     (shape, npy.into_vec().unwrap())
@@ -28,7 +29,11 @@ fn ml_cfg(p: &Value) -> MultiLabel {
         smoothing: num(&p["smoothing"]),
         reduction: Reduction::parse(p["reduction"].as_str().unwrap()).unwrap(),
         class_weight: None,
-        pos_weight: if p["pos_weight"].is_null() { None } else { Some(PosWeight::Scalar(num(&p["pos_weight"]) as f32)) },
+        pos_weight: if p["pos_weight"].is_null() {
+            None
+        } else {
+            Some(PosWeight::Scalar(num(&p["pos_weight"]) as f32))
+        },
     }
 }
 
@@ -65,31 +70,89 @@ fn debtags_configurations() {
             };
             let t = ClassTargets::I64(&classes);
             let fast = cpu
-                .single_label(&cfg, Pass::Forward, &SingleInputs { shape, logits: Logits::F32(&x), targets: t, upstream: Upstream::Scalar(1.0) }, None)
+                .single_label(
+                    &cfg,
+                    Pass::Forward,
+                    &SingleInputs {
+                        shape,
+                        logits: Logits::F32(&x),
+                        targets: t,
+                        upstream: Upstream::Scalar(1.0),
+                    },
+                    None,
+                )
                 .unwrap()
                 .unwrap();
-            let out = reference::single_label(&cfg, shape, Logits::F32(&x), t, Upstream::Scalar(1.0)).unwrap();
-            assert_close(&format!("{name} cpu"), &[fast.scalar().unwrap() as f64], &out.loss, 0.0, 1e-5);
+            let out =
+                reference::single_label(&cfg, shape, Logits::F32(&x), t, Upstream::Scalar(1.0))
+                    .unwrap();
+            assert_close(
+                &format!("{name} cpu"),
+                &[fast.scalar().unwrap() as f64],
+                &out.loss,
+                0.0,
+                1e-5,
+            );
             out
         } else {
             let cfg = ml_cfg(p);
             let t = MultiTargets::U8(&y);
             let fast = cpu
-                .multi_label(&cfg, Pass::Forward, &MultiInputs { shape, logits: Logits::F32(&x), targets: t, upstream: Upstream::Scalar(1.0) }, None)
+                .multi_label(
+                    &cfg,
+                    Pass::Forward,
+                    &MultiInputs {
+                        shape,
+                        logits: Logits::F32(&x),
+                        targets: t,
+                        upstream: Upstream::Scalar(1.0),
+                    },
+                    None,
+                )
                 .unwrap()
                 .unwrap();
-            let out = reference::multi_label(&cfg, shape, Logits::F32(&x), t, Upstream::Scalar(1.0)).unwrap();
-            assert_close(&format!("{name} cpu"), &[fast.scalar().unwrap() as f64], &out.loss, 0.0, 1e-5);
+            let out =
+                reference::multi_label(&cfg, shape, Logits::F32(&x), t, Upstream::Scalar(1.0))
+                    .unwrap();
+            assert_close(
+                &format!("{name} cpu"),
+                &[fast.scalar().unwrap() as f64],
+                &out.loss,
+                0.0,
+                1e-5,
+            );
             out
         };
-        assert_close(&format!("{name} loss"), &out.loss, &[num(&c["loss"])], 1e-12, 1e-9);
+        assert_close(
+            &format!("{name} loss"),
+            &out.loss,
+            &[num(&c["loss"])],
+            1e-12,
+            1e-9,
+        );
         let sum: f64 = out.grad.iter().sum();
         let l2 = out.grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         // The gradient sums cancel (single-label rows sum to 0): absolute tolerance on them.
-        assert_close(&format!("{name} grad_sum"), &[sum], &[num(&c["grad_sum"])], 1e-12, 1e-9);
-        assert_close(&format!("{name} grad_l2"), &[l2], &[num(&c["grad_l2"])], 1e-12, 1e-9);
+        assert_close(
+            &format!("{name} grad_sum"),
+            &[sum],
+            &[num(&c["grad_sum"])],
+            1e-12,
+            1e-9,
+        );
+        assert_close(
+            &format!("{name} grad_l2"),
+            &[l2],
+            &[num(&c["grad_l2"])],
+            1e-12,
+            1e-9,
+        );
         if name == "timm_default" {
-            let (_, want) = read_npy::<f64>(shared_dir().join("golden").join("debtags_test_grad_default.npy"));
+            let (_, want) = read_npy::<f64>(
+                shared_dir()
+                    .join("golden")
+                    .join("debtags_test_grad_default.npy"),
+            );
             assert_close("timm_default grad", &out.grad, &want, 1e-12, 1e-9);
         }
     }

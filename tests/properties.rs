@@ -23,7 +23,11 @@ fn ml_cfg() -> impl Strategy<Value = MultiLabel> {
             gamma_pos: gp,
             clip,
             eps,
-            focal_grad: if det { FocalGrad::Detached } else { FocalGrad::Differentiated },
+            focal_grad: if det {
+                FocalGrad::Detached
+            } else {
+                FocalGrad::Differentiated
+            },
             smoothing: s,
             reduction: red,
             class_weight: None,
@@ -127,8 +131,8 @@ proptest! {
         let l = Cpu::new().multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g))).unwrap().unwrap();
         let gmax = want.grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         prop_assert!(close(l.scalar().unwrap() as f64, want.loss[0], 1e-30, 1e-5));
-        for i in 0..n {
-            prop_assert!(close(g[i] as f64, want.grad[i], 1e-6 * gmax + 1e-30, 1e-4), "grad {i}: {} vs {}", g[i], want.grad[i]);
+        for (i, (&gi, &wi)) in g.iter().zip(&want.grad).enumerate() {
+            prop_assert!(close(gi as f64, wi, 1e-6 * gmax + 1e-30, 1e-4), "grad {i}: {gi} vs {wi}");
         }
     }
 }
