@@ -35,6 +35,7 @@ pub(crate) struct Spec {
     pub loss_array: bool,
     pub up_array: bool,
     pub scale_by_count: bool,
+    pub int_gammas: bool,
     pub class_kind: u32,
     pub use_cache: bool,
     pub cache_len: u32,
@@ -52,10 +53,13 @@ impl Spec {
             ("UP_ARRAY", b(self.up_array)),
             ("SCALE_BY_COUNT", b(self.scale_by_count)),
         ];
-        if let ModuleKind::SingleLabel(_) = kind {
-            c.push(("CLASS_KIND", self.class_kind as f64));
-            c.push(("USE_CACHE", b(self.use_cache)));
-            c.push(("CACHE_LEN", self.cache_len.max(1) as f64));
+        match kind {
+            ModuleKind::MultiLabel(..) => c.push(("INT_GAMMAS", b(self.int_gammas))),
+            ModuleKind::SingleLabel(_) => {
+                c.push(("CLASS_KIND", self.class_kind as f64));
+                c.push(("USE_CACHE", b(self.use_cache)));
+                c.push(("CACHE_LEN", self.cache_len.max(1) as f64));
+            }
         }
         c
     }
@@ -64,12 +68,15 @@ impl Spec {
     /// `ws_init` pipeline serves every pass).
     fn for_entry(&self, entry: &str) -> Spec {
         match entry {
-            "ws_init" | "ws_finish" | "ml_count" | "ml_report" => {
-                Spec { wg: self.wg, ..Default::default() }
-            }
-            "sl_count" | "sl_report" => {
-                Spec { wg: self.wg, class_kind: self.class_kind, ..Default::default() }
-            }
+            "ws_init" | "ws_finish" | "ml_count" | "ml_report" => Spec {
+                wg: self.wg,
+                ..Default::default()
+            },
+            "sl_count" | "sl_report" => Spec {
+                wg: self.wg,
+                class_kind: self.class_kind,
+                ..Default::default()
+            },
             _ => *self,
         }
     }
@@ -127,15 +134,25 @@ fn layout(device: &wgpu::Device, label: &str, read: &[u32]) -> wgpu::BindGroupLa
     let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
         count: None,
     };
     let mut entries = Vec::new();
     for &b in read {
-        entries.push(entry(b, wgpu::BufferBindingType::Storage { read_only: true }));
+        entries.push(entry(
+            b,
+            wgpu::BufferBindingType::Storage { read_only: true },
+        ));
     }
     for &b in WRITE {
-        entries.push(entry(b, wgpu::BufferBindingType::Storage { read_only: false }));
+        entries.push(entry(
+            b,
+            wgpu::BufferBindingType::Storage { read_only: false },
+        ));
     }
     for &b in UNIFORM {
         entries.push(entry(b, wgpu::BufferBindingType::Uniform));
@@ -187,7 +204,9 @@ impl WgpuContext {
         let backends = desc.backends;
         let instance = wgpu::Instance::new(desc);
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        let wanted = std::env::var("WGPU_ADAPTER_NAME").ok().map(|s| s.to_lowercase());
+        let wanted = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .map(|s| s.to_lowercase());
         let names: Vec<String> = adapters
             .iter()
             .map(|a| {
@@ -205,12 +224,20 @@ impl WgpuContext {
         let adapter = adapters
             .into_iter()
             .filter(|a| {
-                wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w))
+                wanted
+                    .as_ref()
+                    .is_none_or(|w| a.get_info().name.to_lowercase().contains(w))
             })
             .min_by_key(|a| rank(a.get_info().device_type));
         let Some(adapter) = adapter else {
-            let filter = wanted.map_or(String::new(), |w| format!(" matching WGPU_ADAPTER_NAME={w}"));
-            let found = if names.is_empty() { "none".to_string() } else { names.join("; ") };
+            let filter = wanted.map_or(String::new(), |w| {
+                format!(" matching WGPU_ADAPTER_NAME={w}")
+            });
+            let found = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join("; ")
+            };
             return Err(Error::NoAdapter(format!(
                 "no adapter{filter} on backends {backends:?} (adapters found: {found})"
             )));
@@ -361,7 +388,10 @@ impl WgpuContext {
 
     /// The module key of `kind` on this device.
     pub(crate) fn module_key(&self, kind: ModuleKind) -> ModuleKey {
-        ModuleKey { kind, subgroups: self.subgroups }
+        ModuleKey {
+            kind,
+            subgroups: self.subgroups,
+        }
     }
 
     /// The pipeline of `entry` in `module` with `spec`, compiled on first use.
@@ -371,7 +401,11 @@ impl WgpuContext {
         entry: &'static str,
         spec: Spec,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = PipelineKey { module, entry, spec: spec.for_entry(entry) };
+        let key = PipelineKey {
+            module,
+            entry,
+            spec: spec.for_entry(entry),
+        };
         if let Some(p) = self.pipelines.lock().map_err(poisoned)?.get(&key) {
             return Ok(p.clone());
         }
@@ -384,20 +418,25 @@ impl WgpuContext {
             ModuleKind::SingleLabel(_) => &self.sl_pipeline_layout,
         };
         let pipeline = scoped(&self.device, &format!("creating pipeline {label}"), || {
-            Ok(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(layout),
-                module: &shader,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    // Every workgroup variable is written before it is read.
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            }))
+            Ok(self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: Some(layout),
+                    module: &shader,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        // Every workgroup variable is written before it is read.
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                }))
         })?;
-        self.pipelines.lock().map_err(poisoned)?.insert(key, pipeline.clone());
+        self.pipelines
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -409,12 +448,17 @@ impl WgpuContext {
         log::trace!("compiling shader module {label}");
         let source = key.source();
         let module = scoped(&self.device, &format!("compiling shader {label}"), || {
-            Ok(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            }))
+            Ok(self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&label),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                }))
         })?;
-        self.modules.lock().map_err(poisoned)?.insert(key, module.clone());
+        self.modules
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, module.clone());
         Ok(module)
     }
 
@@ -426,27 +470,32 @@ impl WgpuContext {
     /// A small uniform buffer holding `data`.
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, data: &T) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(data),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(data),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
     }
 
     /// A read-only storage buffer holding `data` (class and positive weights).
     pub(crate) fn storage_f32(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
     }
 
     /// Workgroup memory (bytes) the single-label row cache may use: the device's limit minus
     /// the reduction scratch (12 bytes per invocation of a 256-wide workgroup) and a margin.
     pub(crate) fn row_cache_len(&self) -> u32 {
-        let avail = self.limits.max_compute_workgroup_storage_size.saturating_sub(256 * 12 + 64);
+        let avail = self
+            .limits
+            .max_compute_workgroup_storage_size
+            .saturating_sub(256 * 12 + 64);
         // Whole multiples of 256 columns, at most 4096 (16 KiB): longer rows loop over global
         // memory, and a larger cache would only lower occupancy.
         ((avail / 4) / 256 * 256).min(4096)

@@ -42,12 +42,17 @@ impl WgpuBackend {
 
     /// [`WgpuBackend::new`] with context options (for example subgroups off).
     pub fn with_options(options: ContextOptions) -> Result<Self> {
-        Ok(Self::from_context(Arc::new(WgpuContext::with_options(options)?)))
+        Ok(Self::from_context(Arc::new(WgpuContext::with_options(
+            options,
+        )?)))
     }
 
-    /// On a caller's device and queue.
+    /// On a caller's device and queue. The adapter is unknown then, so
+    /// [`Backend::is_hardware_gpu`] reports false.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
-        Ok(Self::from_context(Arc::new(WgpuContext::from_device(device, queue)?)))
+        Ok(Self::from_context(Arc::new(WgpuContext::from_device(
+            device, queue,
+        )?)))
     }
 
     /// On an existing context.
@@ -72,11 +77,12 @@ impl WgpuBackend {
     }
 
     fn upload(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
-        self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
+        self.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
     }
 
     /// An output buffer of `bytes` (rounded up to words), NaN-filled when poisoning.
@@ -85,11 +91,12 @@ impl WgpuBackend {
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         if self.poison {
             let fill: Vec<u32> = vec![nan_word; (size / 4) as usize];
-            self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(&fill),
-                usage,
-            })
+            self.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(&fill),
+                    usage,
+                })
         } else {
             self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -172,7 +179,10 @@ impl WgpuContext {
         }
         drop(tx);
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
             .map_err(|e| Error::Wgpu(format!("waiting for the device: {e}")))?;
         for _ in 0..staging.len() {
             let (i, r) = rx
@@ -197,14 +207,21 @@ impl WgpuContext {
     /// Copies the workspace header to the host: submits a copy and waits (a convenience for
     /// raw callers; the workspace needs `COPY_SRC` usage as well as `STORAGE`).
     pub fn read_workspace_header(&self, workspace: BufferAt<'_>) -> Result<WorkspaceHeader> {
-        if !workspace.buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+        if !workspace
+            .buffer
+            .usage()
+            .contains(wgpu::BufferUsages::COPY_SRC)
+        {
             return Err(Error::InvalidArgument(
                 "read_workspace_header needs a workspace with COPY_SRC usage".into(),
             ));
         }
         let bytes = scoped(&self.device, "reading the workspace header", || {
             let enc = self.device.create_command_encoder(&Default::default());
-            self.submit_and_read(enc, &[(workspace.buffer, workspace.offset, WORKSPACE_HEADER_BYTES)])
+            self.submit_and_read(
+                enc,
+                &[(workspace.buffer, workspace.offset, WORKSPACE_HEADER_BYTES)],
+            )
         })?;
         WorkspaceHeader::from_bytes(&bytes[0])
     }
@@ -237,7 +254,10 @@ impl Backend for WgpuBackend {
             // 1. Upload the inputs; allocate the outputs and the workspace.
             let logits = self.upload("asl_logits", logits_bytes(&inp.logits));
             let (targets, target_type) = match inp.targets {
-                MultiTargets::F32(t) => (self.upload("asl_targets", bytemuck::cast_slice(t)), TargetType::F32),
+                MultiTargets::F32(t) => (
+                    self.upload("asl_targets", bytemuck::cast_slice(t)),
+                    TargetType::F32,
+                ),
                 MultiTargets::U8(t) => (self.upload("asl_targets", t), TargetType::U8),
             };
             let up_buf = match inp.upstream {
@@ -271,7 +291,8 @@ impl Backend for WgpuBackend {
                 workspace: BufferAt::whole(&ws),
             };
             let mut enc = self.device().create_command_encoder(&Default::default());
-            self.ctx.record_multi_label(&mut enc, cfg, pass, shape, &bufs)?;
+            self.ctx
+                .record_multi_label(&mut enc, cfg, pass, shape, &bufs)?;
 
             // 3. Submit and read back the header, the gradient and the loss array.
             let mut ranges = vec![(&ws, 0, WORKSPACE_HEADER_BYTES)];
@@ -326,14 +347,19 @@ impl Backend for WgpuBackend {
             let (classes, class_type) = match inp.targets {
                 ClassTargets::I64(t) => {
                     let narrow: Vec<i32> = t.iter().map(|&v| v as i32).collect();
-                    (self.upload("asl_classes", bytemuck::cast_slice(&narrow)), ClassType::I32)
+                    (
+                        self.upload("asl_classes", bytemuck::cast_slice(&narrow)),
+                        ClassType::I32,
+                    )
                 }
-                ClassTargets::I32(t) => {
-                    (self.upload("asl_classes", bytemuck::cast_slice(t)), ClassType::I32)
-                }
-                ClassTargets::U32(t) => {
-                    (self.upload("asl_classes", bytemuck::cast_slice(t)), ClassType::U32)
-                }
+                ClassTargets::I32(t) => (
+                    self.upload("asl_classes", bytemuck::cast_slice(t)),
+                    ClassType::I32,
+                ),
+                ClassTargets::U32(t) => (
+                    self.upload("asl_classes", bytemuck::cast_slice(t)),
+                    ClassType::U32,
+                ),
             };
             let up_buf = match inp.upstream {
                 Upstream::Array(a) if pass.wants_grad() => {
@@ -366,7 +392,8 @@ impl Backend for WgpuBackend {
                 workspace: BufferAt::whole(&ws),
             };
             let mut enc = self.device().create_command_encoder(&Default::default());
-            self.ctx.record_single_label(&mut enc, cfg, pass, shape, &bufs)?;
+            self.ctx
+                .record_single_label(&mut enc, cfg, pass, shape, &bufs)?;
 
             // 3. Submit and read back.
             let mut ranges = vec![(&ws, 0, WORKSPACE_HEADER_BYTES)];

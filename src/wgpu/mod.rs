@@ -28,10 +28,18 @@
 //! runs; `mean` runs a small count kernel over the targets first (the divisor must be known
 //! before any gradient element is written) and keeps the count in the workspace. Invalid
 //! targets are flagged by the loss kernel itself and reported as the crate's errors (first
-//! bad index). Results are bitwise reproducible: fixed partitioning, fixed-order reductions,
-//! and integer atomics only. Inputs larger than one storage binding are split into chunks of
-//! rows. The kernels use subgroup operations when the device has `Features::SUBGROUP` (any
-//! width) and workgroup-memory reductions otherwise.
+//! bad index). Results are bitwise reproducible run to run on one adapter: fixed partitioning,
+//! fixed-order reductions, and integer atomics only (the subgroup and workgroup-memory
+//! reductions may differ from each other in the last bits). Inputs larger than one storage
+//! binding are split into chunks of rows. The kernels use subgroup operations when the device
+//! has `Features::SUBGROUP` (any width; `ASL_WGPU_SUBGROUPS=0` or [`SubgroupMode::Off`] turns
+//! them off) and workgroup-memory reductions otherwise.
+//!
+//! Buffer rules of the raw path: `STORAGE` usage; each array's offset a multiple of
+//! `min_storage_buffer_offset_alignment`; room for the array rounded up to whole 4-byte words;
+//! inputs (logits, targets, upstream) in buffers other than the outputs (gradient, loss,
+//! workspace), because wgpu does not let one buffer be read-only and writable storage in one
+//! dispatch. Violations are [`Error::InvalidArgument`], checked before anything is recorded.
 //!
 //! Embedding, in short:
 //!
@@ -122,7 +130,12 @@ impl WorkspaceHeader {
             )));
         }
         let word = |i: usize| {
-            u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]])
+            u32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
         };
         let bad = word(1);
         Ok(WorkspaceHeader {
@@ -145,11 +158,18 @@ impl WorkspaceHeader {
                 f32::from_bits(self.invalid_bits as u32).to_string(),
                 "f32 targets must be in [0, 1], or negative for unknown",
             ),
-            TargetType::U8 => {
-                ((self.invalid_bits & 0xff).to_string(), "u8 targets must be 0, 1, or 255 for unknown")
-            }
+            TargetType::U8 => (
+                (self.invalid_bits & 0xff).to_string(),
+                "u8 targets must be 0, 1, or 255 for unknown",
+            ),
         };
-        Err(Error::InvalidTarget { index: i, row: i / cols, col: i % cols, value, allowed })
+        Err(Error::InvalidTarget {
+            index: i,
+            row: i / cols,
+            col: i % cols,
+            value,
+            allowed,
+        })
     }
 
     /// [`Error::ClassOutOfRange`] for the first invalid single-label row, if any.

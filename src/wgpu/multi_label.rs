@@ -40,7 +40,10 @@ pub struct MultiLabelBuffers<'a> {
 
 /// Number of partial-loss slots (workgroups) over all chunks.
 fn partial_slots(chunks: &[(u64, u64)], cols: u64) -> u64 {
-    chunks.iter().map(|&(_, nr)| (nr * cols).div_ceil(PER_GROUP)).sum()
+    chunks
+        .iter()
+        .map(|&(_, nr)| (nr * cols).div_ceil(PER_GROUP))
+        .sum()
 }
 
 impl WgpuContext {
@@ -88,7 +91,10 @@ impl WgpuContext {
         self.check_dtype(bufs.logits_dtype)?;
         let loss_array = pass.wants_loss() && cfg.reduction == Reduction::None;
         if pass.wants_grad() && bufs.grad.is_none() {
-            return Err(Error::InvalidArgument(format!("a {} pass needs `grad`", pass.name())));
+            return Err(Error::InvalidArgument(format!(
+                "a {} pass needs `grad`",
+                pass.name()
+            )));
         }
         if loss_array && bufs.loss.is_none() {
             return Err(Error::InvalidArgument(
@@ -106,33 +112,68 @@ impl WgpuContext {
         };
         let rows = shape.rows as u64;
         let cols = shape.cols as u64;
-        let chunks = if n == 0 { Vec::new() } else { self.ml_chunks(shape)? };
+        let chunks = if n == 0 {
+            Vec::new()
+        } else {
+            self.ml_chunks(shape)?
+        };
         let slots = partial_slots(&chunks, cols);
 
         // 2. The arrays, validated (usage, alignment, size, no read/write sharing).
         let dtype_bytes = bufs.logits_dtype.size() as u64;
         let mut arrays = vec![
-            Array { name: "logits", at: bufs.logits, elem_bytes: dtype_bytes, per_row: cols,
-                writable: false },
-            Array { name: "targets", at: bufs.targets, elem_bytes: bufs.target_type.size(),
-                per_row: cols, writable: false },
+            Array {
+                name: "logits",
+                at: bufs.logits,
+                elem_bytes: dtype_bytes,
+                per_row: cols,
+                writable: false,
+            },
+            Array {
+                name: "targets",
+                at: bufs.targets,
+                elem_bytes: bufs.target_type.size(),
+                per_row: cols,
+                writable: false,
+            },
         ];
         let idx_up = up_array.map(|at| {
-            arrays.push(Array { name: "upstream", at, elem_bytes: 4, per_row: cols,
-                writable: false });
+            arrays.push(Array {
+                name: "upstream",
+                at,
+                elem_bytes: 4,
+                per_row: cols,
+                writable: false,
+            });
             arrays.len() - 1
         });
         let idx_grad = bufs.grad.filter(|_| pass.wants_grad()).map(|at| {
-            arrays.push(Array { name: "grad", at, elem_bytes: dtype_bytes, per_row: cols,
-                writable: true });
+            arrays.push(Array {
+                name: "grad",
+                at,
+                elem_bytes: dtype_bytes,
+                per_row: cols,
+                writable: true,
+            });
             arrays.len() - 1
         });
         let idx_loss = bufs.loss.filter(|_| loss_array).map(|at| {
-            arrays.push(Array { name: "loss", at, elem_bytes: 4, per_row: cols, writable: true });
+            arrays.push(Array {
+                name: "loss",
+                at,
+                elem_bytes: 4,
+                per_row: cols,
+                writable: true,
+            });
             arrays.len() - 1
         });
-        let ws = Array { name: "workspace", at: bufs.workspace, elem_bytes: 4,
-            per_row: 0, writable: true };
+        let ws = Array {
+            name: "workspace",
+            at: bufs.workspace,
+            elem_bytes: 4,
+            per_row: 0,
+            writable: true,
+        };
         for a in &arrays {
             a.validate(rows, &self.dev)?;
         }
@@ -167,21 +208,29 @@ impl WgpuContext {
             loss_array,
             up_array: idx_up.is_some(),
             scale_by_count: mean && pass.wants_grad(),
+            int_gammas: int_gammas(cfg),
             ..Default::default()
         };
         let reduce_loss = pass.wants_loss() && !loss_array;
         let p_init = self.pipeline(module, "ws_init", spec)?;
-        let p_count = if mean && n > 0 { Some(self.pipeline(module, "ml_count", spec)?) } else {
+        let p_count = if mean && n > 0 {
+            Some(self.pipeline(module, "ml_count", spec)?)
+        } else {
             None
         };
         let p_main = self.pipeline(module, "ml_main", spec)?;
         let p_report = self.pipeline(module, "ml_report", spec)?;
-        let p_finish = if reduce_loss { Some(self.pipeline(module, "ws_finish", spec)?) } else {
+        let p_finish = if reduce_loss {
+            Some(self.pipeline(module, "ws_finish", spec)?)
+        } else {
             None
         };
 
         // 4. Per-chunk launch blocks and bind groups (chunk 0's also serves init and finish).
-        let class_w = cfg.class_weight.as_ref().map(|w| self.storage_f32("asl_class_weight", w));
+        let class_w = cfg
+            .class_weight
+            .as_ref()
+            .map(|w| self.storage_f32("asl_class_weight", w));
         let pos_w = match &cfg.pos_weight {
             Some(PosWeight::PerClass(w)) => Some(self.storage_f32("asl_pos_weight", w)),
             _ => None,
@@ -196,8 +245,10 @@ impl WgpuContext {
             for &(r0, nr) in list {
                 let groups = (nr * cols).div_ceil(PER_GROUP);
                 let win = |i: Option<usize>| i.map(|i| arrays[i].window(r0, nr, &self.dev));
-                let (wx, wt) = (arrays[0].window(r0, nr, &self.dev),
-                    arrays[1].window(r0, nr, &self.dev));
+                let (wx, wt) = (
+                    arrays[0].window(r0, nr, &self.dev),
+                    arrays[1].window(r0, nr, &self.dev),
+                );
                 let (wu, wg, wl) = (win(idx_up), win(idx_grad), win(idx_loss));
                 let launch = Launch {
                     rows: nr as u32,
@@ -239,8 +290,20 @@ impl WgpuContext {
                     (0, input(0, wx)),
                     (1, input(1, wt)),
                     (2, read(idx_up, wu)),
-                    (3, class_w.as_ref().unwrap_or(&self.dummy_read).as_entire_binding()),
-                    (4, pos_w.as_ref().unwrap_or(&self.dummy_read).as_entire_binding()),
+                    (
+                        3,
+                        class_w
+                            .as_ref()
+                            .unwrap_or(&self.dummy_read)
+                            .as_entire_binding(),
+                    ),
+                    (
+                        4,
+                        pos_w
+                            .as_ref()
+                            .unwrap_or(&self.dummy_read)
+                            .as_entire_binding(),
+                    ),
                     (5, write(idx_grad, wg)),
                     (6, write(idx_loss, wl)),
                     (7, ws_binding(ws_arr, ws_bytes)),
@@ -297,6 +360,13 @@ impl WgpuContext {
         }
         Ok(())
     }
+}
+
+/// True when both gammas are integers in 0..16, so that hard targets can take the
+/// multiplicative fast case (`ml_element_hard` in asl_common.wgsl, `math::ml_element_hard`).
+fn int_gammas(cfg: &MultiLabel) -> bool {
+    let int = |g: f64| g.fract() == 0.0 && (0.0..16.0).contains(&g);
+    int(cfg.gamma_pos) && int(cfg.gamma_neg)
 }
 
 /// The workspace must hold `bytes` from its (aligned) offset and fit one binding.

@@ -156,7 +156,11 @@ impl Array<'_> {
         let offset = start / lim.align * lim.align;
         let shift = (start - offset) / self.elem_bytes;
         let size = words((shift + nr * self.per_row) * self.elem_bytes);
-        Window { offset, size, shift: shift as u32 }
+        Window {
+            offset,
+            size,
+            shift: shift as u32,
+        }
     }
 
     /// The binding for a window.
@@ -216,7 +220,11 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_row_once_and_fit() {
-        let lim = DevLimits { max_binding: 1 << 20, align: 256, max_groups: 65535 };
+        let lim = DevLimits {
+            max_binding: 1 << 20,
+            align: 256,
+            max_groups: 65535,
+        };
         for rows in [1u64, 7, 1000, 4096] {
             for row_bytes in [4u64, 80 * 4, 9605 * 4, 100_000 * 4] {
                 let c = chunk_rows(rows, row_bytes, &lim).unwrap();
@@ -234,8 +242,18 @@ mod tests {
     }
 
     #[test]
+    fn launch_block_is_sixteen_words() {
+        // shaders/workspace.wgsl `struct Launch`; tests/shader_validation.rs checks that side.
+        assert_eq!(std::mem::size_of::<Launch>(), 64);
+    }
+
+    #[test]
     fn grid_wraps_at_the_limit() {
-        let lim = DevLimits { max_binding: 1 << 27, align: 256, max_groups: 65535 };
+        let lim = DevLimits {
+            max_binding: 1 << 27,
+            align: 256,
+            max_groups: 65535,
+        };
         assert_eq!(lim.grid(1).unwrap(), (1, 1));
         assert_eq!(lim.grid(65535).unwrap(), (65535, 1));
         assert_eq!(lim.grid(65536).unwrap(), (65535, 2));

@@ -131,7 +131,11 @@ impl ModuleKey {
             parts.push("enable f16;\n");
         }
         parts.push(COMMON);
-        parts.push(if self.subgroups { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP });
+        parts.push(if self.subgroups {
+            REDUCE_SUBGROUP
+        } else {
+            REDUCE_WORKGROUP
+        });
         parts.push(WORKSPACE);
         parts.push(match self.dtype() {
             DType::F32 => LOGITS_F32,
@@ -140,7 +144,11 @@ impl ModuleKey {
         });
         match self.kind {
             ModuleKind::MultiLabel(_, t) => {
-                parts.push(if t == TargetType::U8 { TARGETS_U8 } else { TARGETS_F32 });
+                parts.push(if t == TargetType::U8 {
+                    TARGETS_U8
+                } else {
+                    TARGETS_F32
+                });
                 parts.push(MULTI_LABEL);
             }
             ModuleKind::SingleLabel(_) => parts.push(SINGLE_LABEL),
@@ -151,8 +159,12 @@ impl ModuleKey {
     /// The compute entry points of the module.
     pub fn entry_points(&self) -> &'static [&'static str] {
         match self.kind {
-            ModuleKind::MultiLabel(..) => &["ws_init", "ws_finish", "ml_count", "ml_main", "ml_report"],
-            ModuleKind::SingleLabel(_) => &["ws_init", "ws_finish", "sl_count", "sl_main", "sl_report"],
+            ModuleKind::MultiLabel(..) => {
+                &["ws_init", "ws_finish", "ml_count", "ml_main", "ml_report"]
+            }
+            ModuleKind::SingleLabel(_) => {
+                &["ws_init", "ws_finish", "sl_count", "sl_main", "sl_report"]
+            }
         }
     }
 }
@@ -163,9 +175,15 @@ pub fn all_variants() -> Vec<ModuleKey> {
     for subgroups in [false, true] {
         for d in [DType::F32, DType::F16, DType::Bf16] {
             for t in [TargetType::F32, TargetType::U8] {
-                v.push(ModuleKey { kind: ModuleKind::MultiLabel(d, t), subgroups });
+                v.push(ModuleKey {
+                    kind: ModuleKind::MultiLabel(d, t),
+                    subgroups,
+                });
             }
-            v.push(ModuleKey { kind: ModuleKind::SingleLabel(d), subgroups });
+            v.push(ModuleKey {
+                kind: ModuleKind::SingleLabel(d),
+                subgroups,
+            });
         }
     }
     v

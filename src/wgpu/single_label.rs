@@ -81,7 +81,10 @@ impl WgpuContext {
         self.check_dtype(bufs.logits_dtype)?;
         let loss_array = pass.wants_loss() && cfg.reduction == Reduction::None;
         if pass.wants_grad() && bufs.grad.is_none() {
-            return Err(Error::InvalidArgument(format!("a {} pass needs `grad`", pass.name())));
+            return Err(Error::InvalidArgument(format!(
+                "a {} pass needs `grad`",
+                pass.name()
+            )));
         }
         if loss_array && bufs.loss.is_none() {
             return Err(Error::InvalidArgument(
@@ -109,27 +112,58 @@ impl WgpuContext {
         // 2. The arrays, validated.
         let dtype_bytes = bufs.logits_dtype.size() as u64;
         let mut arrays = vec![
-            Array { name: "logits", at: bufs.logits, elem_bytes: dtype_bytes, per_row: cols,
-                writable: false },
-            Array { name: "classes", at: bufs.classes, elem_bytes: bufs.class_type.size(),
-                per_row: 1, writable: false },
+            Array {
+                name: "logits",
+                at: bufs.logits,
+                elem_bytes: dtype_bytes,
+                per_row: cols,
+                writable: false,
+            },
+            Array {
+                name: "classes",
+                at: bufs.classes,
+                elem_bytes: bufs.class_type.size(),
+                per_row: 1,
+                writable: false,
+            },
         ];
         let idx_up = up_array.map(|at| {
-            arrays.push(Array { name: "upstream", at, elem_bytes: 4, per_row: 1,
-                writable: false });
+            arrays.push(Array {
+                name: "upstream",
+                at,
+                elem_bytes: 4,
+                per_row: 1,
+                writable: false,
+            });
             arrays.len() - 1
         });
         let idx_grad = bufs.grad.filter(|_| pass.wants_grad()).map(|at| {
-            arrays.push(Array { name: "grad", at, elem_bytes: dtype_bytes, per_row: cols,
-                writable: true });
+            arrays.push(Array {
+                name: "grad",
+                at,
+                elem_bytes: dtype_bytes,
+                per_row: cols,
+                writable: true,
+            });
             arrays.len() - 1
         });
         let idx_loss = bufs.loss.filter(|_| loss_array).map(|at| {
-            arrays.push(Array { name: "loss", at, elem_bytes: 4, per_row: 1, writable: true });
+            arrays.push(Array {
+                name: "loss",
+                at,
+                elem_bytes: 4,
+                per_row: 1,
+                writable: true,
+            });
             arrays.len() - 1
         });
-        let ws = Array { name: "workspace", at: bufs.workspace, elem_bytes: 4, per_row: 0,
-            writable: true };
+        let ws = Array {
+            name: "workspace",
+            at: bufs.workspace,
+            elem_bytes: 4,
+            per_row: 0,
+            writable: true,
+        };
         for a in &arrays {
             a.validate(rows, &self.dev)?;
         }
@@ -157,22 +191,29 @@ impl WgpuContext {
             loss_array,
             up_array: idx_up.is_some(),
             scale_by_count: mean && pass.wants_grad(),
+            int_gammas: false,
             class_kind: bufs.class_type.kind(),
             use_cache,
             // Power-of-two buckets from 256: few pipelines, no more workgroup memory than
             // the rows need.
-            cache_len: if use_cache { cols.next_power_of_two().clamp(256, cache) as u32 } else {
+            cache_len: if use_cache {
+                cols.next_power_of_two().clamp(256, cache) as u32
+            } else {
                 1
             },
         };
         let reduce_loss = pass.wants_loss() && !loss_array;
         let p_init = self.pipeline(module, "ws_init", spec)?;
-        let p_count = if mean && n > 0 { Some(self.pipeline(module, "sl_count", spec)?) } else {
+        let p_count = if mean && n > 0 {
+            Some(self.pipeline(module, "sl_count", spec)?)
+        } else {
             None
         };
         let p_main = self.pipeline(module, "sl_main", spec)?;
         let p_report = self.pipeline(module, "sl_report", spec)?;
-        let p_finish = if reduce_loss { Some(self.pipeline(module, "ws_finish", spec)?) } else {
+        let p_finish = if reduce_loss {
+            Some(self.pipeline(module, "ws_finish", spec)?)
+        } else {
             None
         };
 
@@ -185,8 +226,10 @@ impl WgpuContext {
         scoped(&self.device, "binding the single-label buffers", || {
             for &(r0, nr) in list {
                 let win = |i: Option<usize>| i.map(|i| arrays[i].window(r0, nr, &self.dev));
-                let (wx, wt) =
-                    (arrays[0].window(r0, nr, &self.dev), arrays[1].window(r0, nr, &self.dev));
+                let (wx, wt) = (
+                    arrays[0].window(r0, nr, &self.dev),
+                    arrays[1].window(r0, nr, &self.dev),
+                );
                 let (wu, wgr, wl) = (win(idx_up), win(idx_grad), win(idx_loss));
                 let count_groups = nr.div_ceil(wg as u64);
                 let launch = Launch {
