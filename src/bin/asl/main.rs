@@ -3,6 +3,7 @@
 //! - `asl demo`: the ASL walkthrough (values, plots) and the shipped real sample on every backend.
 //! - `asl eval`: loss (and gradient) of `.npy` logits and targets.
 //! - `asl bench`: time per pass and bandwidth against a memory copy.
+//! - `asl train`: a linear multi-label classifier trained with a backend's fused loss gradient.
 //!
 //! Errors are one line on stderr; the exit status is 2 for bad usage or input, 1 for a failure
 //! while computing (see `fail.rs`).
@@ -15,6 +16,7 @@ mod f64ref;
 mod fail;
 mod npy;
 mod plot;
+mod train;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ enum Command {
     Eval(eval::Args),
     /// Median time, elements/s and GB/s per shape, against a memory copy on the same device.
     Bench(bench::Args),
+    /// Train a linear multi-label classifier on sparse data; test mAP after each epoch.
+    Train(train::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Train(a) => train::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
