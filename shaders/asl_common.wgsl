@@ -281,7 +281,10 @@ fn sl_shift(z: f32, mx: f32) -> f32 {
 //   l_t = -a_t w ln p_t,  g_t = a_t [gp w (p_t ln p_t / q_t) - w].
 fn sl_target(z_shift: f32, e_t: f32, sum: f32, sum_rest: f32, ln_sum: f32, a_t: f32,
              gamma_pos: f32) -> vec4<f32> {
-    let lp = select(z_shift - ln_sum, -asl_ln_1p(sum_rest / e_t), e_t > 0.0);
+    // The ln1p form only while the ratio is finite: a subnormal e_t (the target ~88-104 below
+    // the row maximum) would overflow it (3.4028235e38 is the largest f32).
+    let ratio = sum_rest / e_t;
+    let lp = select(z_shift - ln_sum, -asl_ln_1p(ratio), e_t > 0.0 && ratio <= 3.4028235e38);
     let p = e_t / sum;
     let q = sum_rest / sum;
     let w = select(asl_exp(gamma_pos * asl_ln(q)), 1.0, gamma_pos == 0.0);

@@ -400,8 +400,11 @@ pub fn sl_target<M: F32Math>(
     a_t: f32,
     gamma_pos: f32,
 ) -> (f32, f32, f32, f32) {
-    let lp = if e_t > 0.0 {
-        -M::ln_1p(sum_rest / e_t)
+    // The ln1p form keeps ln p_t accurate when p_t is near 1; it is taken only while the ratio
+    // is finite (a subnormal e_t, the target ~88-104 below the row maximum, would overflow it).
+    let ratio = sum_rest / e_t;
+    let lp = if e_t > 0.0 && ratio < f32::INFINITY {
+        -M::ln_1p(ratio)
     } else {
         z_shift - ln_sum
     };

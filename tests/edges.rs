@@ -672,3 +672,19 @@ fn empty_batches_give_zero() {
         assert_eq!((rl[0], cl[0]), (0.0, 0.0));
     }
 }
+
+/// A target logit about 87 below the row maximum: e^(z_t - max) is at the bottom of the f32
+/// range, so sum_rest / e_t overflows; the target's log-probability must stay z_t - lse.
+#[test]
+fn single_label_target_far_below_the_maximum() {
+    for gap in [87.0f32, 87.33, 87.5, 95.0, 103.9, 120.0] {
+        let mut z = vec![0.0f32; 10_000];
+        z[17] = -gap;
+        for cfg in [SingleLabel::default(), SingleLabel::cross_entropy()] {
+            let (rl, rg, cl, cg) = sl_both(&cfg, 1, &z, &[17]);
+            assert!(cl[0].is_finite(), "gap {gap}: loss {}", cl[0]);
+            assert_close(&format!("gap {gap} loss"), &cl, &rl, 0.0, 1e-5);
+            assert_close(&format!("gap {gap} grad"), &cg, &rg, 1e-9, 1e-4);
+        }
+    }
+}

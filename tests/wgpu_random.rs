@@ -912,3 +912,41 @@ fn agrees_with_the_cpu_path() {
         }
     }
 }
+
+/// A target logit about 87 below the row maximum: e^(z_t - max) sits at the bottom of the f32
+/// range and sum_rest / e_t overflows; ln p_t must stay z_t - lse (not -inf).
+#[test]
+fn single_label_target_far_below_the_maximum() {
+    for (label, b) in backends() {
+        for gap in [87.0f32, 87.33, 95.0, 120.0] {
+            let mut z = vec![0.0f32; 5000];
+            z[17] = -gap;
+            let shape = Shape::new(1, z.len());
+            let t = [17i64];
+            let cfg = SingleLabel::default();
+            let up = Upstream::Scalar(1.0);
+            let want =
+                reference::single_label(&cfg, shape, Logits::F32(&z), ClassTargets::I64(&t), up)
+                    .unwrap();
+            let (l, g) = sl_run(
+                b,
+                &cfg,
+                Pass::Fused,
+                shape,
+                Logits::F32(&z),
+                ClassTargets::I64(&t),
+                up,
+            )
+            .unwrap();
+            let what = format!("{label} gap {gap}");
+            check(
+                &what,
+                tol(DType::F32),
+                l.as_deref(),
+                &want.loss,
+                Some(&g),
+                &want.grad,
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@ use std::ffi::CString;
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
 use crate::error::{Error, Result};
+use crate::tensor::DType;
 
 /// `kernels/asl_math.cuh`: per-element math, also compiled by the host C++ test.
 pub const ASL_MATH_CUH: &str = include_str!("../../kernels/asl_math.cuh");
@@ -85,6 +86,73 @@ impl KernelFile {
             }
         }
         names
+    }
+}
+
+/// One NVRTC run of the backend: a kernel file restricted to one logits dtype (and, for the
+/// multi-label file, one target type) with `-DASL_UNIT...`, so that the first call of a kind
+/// compiles three kernels rather than the whole file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Unit {
+    /// The file.
+    pub file: KernelFile,
+    /// The logits dtype.
+    pub dtype: DType,
+    /// Multi-label only: u8 targets (else f32).
+    pub u8_targets: bool,
+}
+
+impl Unit {
+    /// The NVRTC options that select the unit.
+    pub fn defines(&self) -> Vec<String> {
+        let d = match self.dtype {
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::Bf16 => "BF16",
+        };
+        let mut v = vec!["-DASL_UNIT".to_string(), format!("-DASL_UNIT_{d}")];
+        if self.file == KernelFile::MultiLabel {
+            v.push(
+                if self.u8_targets {
+                    "-DASL_UNIT_TU8"
+                } else {
+                    "-DASL_UNIT_TF32"
+                }
+                .into(),
+            );
+        }
+        v
+    }
+
+    /// The entry points the unit defines.
+    pub fn entry_points(&self) -> Vec<String> {
+        let dt = self.dtype.name();
+        match self.file {
+            KernelFile::MultiLabel => {
+                let t = if self.u8_targets { "_u8" } else { "" };
+                let mut v: Vec<String> = ["forward", "backward", "fused"]
+                    .iter()
+                    .map(|p| format!("multi_label_{p}_{dt}{t}"))
+                    .collect();
+                v.push(
+                    if self.u8_targets {
+                        "multi_label_count_u8"
+                    } else {
+                        "multi_label_count_f32"
+                    }
+                    .into(),
+                );
+                v
+            }
+            KernelFile::SingleLabel => {
+                let mut v: Vec<String> = ["forward", "backward", "fused"]
+                    .iter()
+                    .map(|p| format!("single_label_{p}_{dt}"))
+                    .collect();
+                v.push("single_label_count".into());
+                v
+            }
+        }
     }
 }
 
@@ -187,7 +255,11 @@ impl Drop for Program {
 
 fn c_chars_to_string(v: &[std::ffi::c_char]) -> String {
     // NVRTC strings are NUL-terminated; take what comes before the first NUL.
-    let bytes: Vec<u8> = v.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = v
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -219,7 +291,10 @@ pub fn compile(file: KernelFile, arch: u32, opts: &CompileOptions) -> Result<Com
         options.push("--generate-line-info".into());
     }
     options.extend(opts.extra.iter().cloned());
-    log::trace!("nvrtc: compiling {} for sm_{arch} with {options:?}", file.file_name());
+    log::trace!(
+        "nvrtc: compiling {} for sm_{arch} with {options:?}",
+        file.file_name()
+    );
 
     // SAFETY: `prog` is a live program from `create_program`; the options are plain strings.
     let compiled = unsafe { nvrtc::compile_program(prog.0, &options) };
@@ -250,7 +325,13 @@ pub fn compile(file: KernelFile, arch: u32, opts: &CompileOptions) -> Result<Com
         }
         _ => None,
     };
-    Ok(Compiled { file, arch, ptx, cubin, log: log.trim().to_string() })
+    Ok(Compiled {
+        file,
+        arch,
+        ptx,
+        cubin,
+        log: log.trim().to_string(),
+    })
 }
 
 /// The `.entry` names declared in a PTX text.
@@ -258,9 +339,13 @@ pub fn ptx_entries(ptx: &str) -> Vec<String> {
     ptx.lines()
         .filter_map(|l| {
             let l = l.trim_start();
-            let rest = l.strip_prefix(".visible .entry ").or_else(|| l.strip_prefix(".entry "))?;
-            let name: String =
-                rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let rest = l
+                .strip_prefix(".visible .entry ")
+                .or_else(|| l.strip_prefix(".entry "))?;
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             (!name.is_empty()).then_some(name)
         })
         .collect()

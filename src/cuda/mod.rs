@@ -64,22 +64,24 @@ pub mod single_label;
 
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 
-pub use compile::{KernelFile, nvrtc_available};
+pub use compile::{nvrtc_available, KernelFile, Unit};
 pub use context::{driver_available, open_context, CudaKernels, Workspace};
 pub use multi_label::{
-    multi_label, multi_label_raw, DevUpstream, DeviceGrad, DeviceLogits, DeviceTargets,
-    DeviceUpstream, MlDeviceArgs, TargetKind,
+    multi_label, multi_label_raw, plan_multi_label, DevUpstream, DeviceGrad, DeviceLogits,
+    DeviceMultiInputs, DeviceTargets, DeviceUpstream, MlDeviceArgs, MlPlan, TargetKind,
 };
-pub use single_label::{single_label, single_label_raw, SlDeviceArgs};
+pub use single_label::{
+    plan_single_label, single_label, single_label_raw, DeviceSingleInputs, SlDeviceArgs, SlPlan,
+};
 
 use crate::backend::Backend;
 use crate::config::{MultiLabel, SingleLabel};
 use crate::error::{Error, Result};
 use crate::tensor::{
-    check_multi, check_single, ClassTargets, GradMut, Logits, LossValue, MultiInputs,
-    MultiTargets, Pass, SingleInputs, Upstream,
+    check_multi, check_single, ClassTargets, GradMut, Logits, LossValue, MultiInputs, MultiTargets,
+    Pass, SingleInputs, Upstream,
 };
 use context::driver_err;
 
@@ -100,17 +102,22 @@ pub struct CudaBackend {
 }
 
 impl CudaBackend {
-    /// Opens CUDA device `ordinal` and compiles the kernels for it (NVRTC, once per context).
+    /// Opens CUDA device `ordinal`. Kernels are compiled by NVRTC when first launched (one unit
+    /// of three kernels per logits dtype and target type, once per context).
     ///
     /// # Errors
-    /// [`Error::CudaUnavailable`] when there is no driver, no NVRTC or no such device;
-    /// [`Error::Nvrtc`] if the kernels do not compile.
+    /// [`Error::CudaUnavailable`] when there is no driver, no NVRTC or no such device.
     pub fn new(ordinal: usize) -> Result<Self> {
         let ctx = open_context(ordinal)?;
         let kernels = CudaKernels::for_context(&ctx)?;
         let stream = ctx.default_stream();
         let ws = Mutex::new(Workspace::new(&stream)?);
-        Ok(CudaBackend { ctx, stream, kernels, ws })
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            kernels,
+            ws,
+        })
     }
 
     /// The stream the backend runs on (the context's default stream).
@@ -129,11 +136,15 @@ impl CudaBackend {
     }
 
     fn workspace(&self) -> Result<std::sync::MutexGuard<'_, Workspace>> {
-        self.ws.lock().map_err(|_| Error::Cuda("the workspace lock was poisoned".into()))
+        self.ws
+            .lock()
+            .map_err(|_| Error::Cuda("the workspace lock was poisoned".into()))
     }
 
     fn upload<T: cudarc::driver::DeviceRepr>(&self, v: &[T]) -> Result<CudaSlice<T>> {
-        self.stream.clone_htod(v).map_err(|e| driver_err("upload", e))
+        self.stream
+            .clone_htod(v)
+            .map_err(|e| driver_err("upload", e))
     }
 
     fn upload_logits(&self, l: &Logits<'_>) -> Result<DeviceBuf> {
@@ -144,30 +155,53 @@ impl CudaBackend {
         })
     }
 
-    /// A gradient buffer in `like`'s dtype, filled with NaN so that an element the kernel does
-    /// not write cannot go unnoticed.
+    /// A gradient buffer of `n` elements of `dtype`, filled with NaN (all-ones bytes are a NaN
+    /// in f32, f16 and bf16) so that an element the kernel does not write cannot go unnoticed.
     fn poisoned_grad(&self, dtype: crate::tensor::DType, n: usize) -> Result<DeviceBuf> {
         use crate::tensor::DType;
-        Ok(match dtype {
-            DType::F32 => DeviceBuf::F32(self.upload(&vec![f32::NAN; n])?),
-            DType::F16 => DeviceBuf::F16(self.upload(&vec![0x7e00u16; n])?),
-            DType::Bf16 => DeviceBuf::Bf16(self.upload(&vec![0x7fc0u16; n])?),
-        })
+        let e = |e| driver_err("alloc", e);
+        // SAFETY: every byte is set by the memset below before anything reads the buffer.
+        let buf = unsafe {
+            match dtype {
+                DType::F32 => DeviceBuf::F32(self.stream.alloc::<f32>(n).map_err(e)?),
+                DType::F16 => DeviceBuf::F16(self.stream.alloc::<u16>(n).map_err(e)?),
+                DType::Bf16 => DeviceBuf::Bf16(self.stream.alloc::<u16>(n).map_err(e)?),
+            }
+        };
+        let ptr = match &buf {
+            DeviceBuf::F32(v) => v.device_ptr(&self.stream).0,
+            DeviceBuf::F16(v) | DeviceBuf::Bf16(v) => v.device_ptr(&self.stream).0,
+        };
+        // SAFETY: `ptr` is the start of an allocation of n * dtype.size() bytes on this stream.
+        unsafe {
+            cudarc::driver::result::memset_d8_async(
+                ptr,
+                0xff,
+                n * dtype.size(),
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(|e| driver_err("memset", e))?;
+        Ok(buf)
     }
 
     fn download_grad(&self, dev: &DeviceBuf, out: GradMut<'_>) -> Result<()> {
         let err = |e| driver_err("reading the gradient", e);
         match (dev, out) {
             (DeviceBuf::F32(d), GradMut::F32(o)) => self.stream.memcpy_dtoh(d, o).map_err(err)?,
-            (DeviceBuf::F16(d), GradMut::F16(o)) => {
-                self.stream.memcpy_dtoh(d, bytemuck::cast_slice_mut::<_, u16>(o)).map_err(err)?
-            }
-            (DeviceBuf::Bf16(d), GradMut::Bf16(o)) => {
-                self.stream.memcpy_dtoh(d, bytemuck::cast_slice_mut::<_, u16>(o)).map_err(err)?
-            }
+            (DeviceBuf::F16(d), GradMut::F16(o)) => self
+                .stream
+                .memcpy_dtoh(d, bytemuck::cast_slice_mut::<_, u16>(o))
+                .map_err(err)?,
+            (DeviceBuf::Bf16(d), GradMut::Bf16(o)) => self
+                .stream
+                .memcpy_dtoh(d, bytemuck::cast_slice_mut::<_, u16>(o))
+                .map_err(err)?,
             _ => return Err(Error::InvalidArgument("gradient dtype mismatch".into())),
         }
-        self.stream.synchronize().map_err(|e| driver_err("synchronize", e))
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_err("synchronize", e))
     }
 }
 
@@ -220,7 +254,11 @@ impl Backend for CudaBackend {
     ) -> Result<Option<LossValue>> {
         let n = check_multi(cfg, pass, inputs, &grad)?;
         if n == 0 {
-            return Ok(empty_result(pass, cfg.reduction == crate::Reduction::None, 0));
+            return Ok(empty_result(
+                pass,
+                cfg.reduction == crate::Reduction::None,
+                0,
+            ));
         }
         let logits = self.upload_logits(&inputs.logits)?;
         let (tf, tu);
@@ -247,19 +285,22 @@ impl Backend for CudaBackend {
             false => None,
         };
         let mut ws = self.workspace()?;
+        let dev = DeviceMultiInputs {
+            shape: inputs.shape,
+            logits: logits.logits(),
+            targets,
+            upstream,
+        };
         let r = multi_label::multi_label(
             &self.stream,
             cfg,
             pass,
-            inputs.shape,
-            logits.logits(),
-            targets,
-            upstream,
+            &dev,
             gdev.as_mut().map(|g| g.grad()),
             &mut ws,
         );
         let loss = match r {
-            Err(Error::InvalidTarget { index, .. }) => {
+            Err(Error::InvalidTarget { index, .. }) if index < n => {
                 return Err(inputs.targets.invalid(index, inputs.shape.cols))
             }
             other => other?,
@@ -280,7 +321,11 @@ impl Backend for CudaBackend {
         let n = check_single(cfg, pass, inputs, &grad)?;
         let rows = inputs.shape.rows;
         if n == 0 {
-            return Ok(empty_result(pass, cfg.reduction == crate::Reduction::None, rows));
+            return Ok(empty_result(
+                pass,
+                cfg.reduction == crate::Reduction::None,
+                rows,
+            ));
         }
         // Class indices are validated by check_single (0..C or the ignore index, which
         // SingleLabel::validate keeps within i32), so narrowing to i32 is exact.
@@ -303,14 +348,17 @@ impl Backend for CudaBackend {
             false => None,
         };
         let mut ws = self.workspace()?;
+        let dev = DeviceSingleInputs {
+            shape: inputs.shape,
+            logits: logits.logits(),
+            targets: &targets,
+            upstream,
+        };
         let loss = single_label::single_label(
             &self.stream,
             cfg,
             pass,
-            inputs.shape,
-            logits.logits(),
-            &targets,
-            upstream,
+            &dev,
             gdev.as_mut().map(|g| g.grad()),
             &mut ws,
         )?;
@@ -325,6 +373,8 @@ impl Backend for CudaBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| driver_err("synchronize", e))
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_err("synchronize", e))
     }
 }
