@@ -223,9 +223,24 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
             }
         }};
     }
+    // The common integer gammas as constants (the powers unroll into multiplications): timm's
+    // default (1, 4), the paper's (0, 4), BCE (0, 0), focal (2, 2).
+    macro_rules! hard_clip {
+        ($gp:expr, $gn:expr) => {
+            body!(|x: f32, y: f32, pw: f32| {
+                math::ml_element_hard::<PolyMath, true>(x, y == 1.0, pw, &c.k, $gp, $gn)
+            })
+        };
+    }
     match (hard, clip) {
-        (Some((gp, gn)), true) => body!(|x: f32, y: f32, pw: f32| {
-            math::ml_element_hard::<PolyMath, true>(x, y == 1.0, pw, &c.k, gp, gn)
+        (Some((1, 4)), true) => hard_clip!(1, 4),
+        (Some((0, 4)), true) => hard_clip!(0, 4),
+        (Some((gp, gn)), true) => hard_clip!(gp, gn),
+        (Some((0, 0)), false) => body!(|x: f32, y: f32, pw: f32| {
+            math::ml_element_hard::<PolyMath, false>(x, y == 1.0, pw, &c.k, 0, 0)
+        }),
+        (Some((2, 2)), false) => body!(|x: f32, y: f32, pw: f32| {
+            math::ml_element_hard::<PolyMath, false>(x, y == 1.0, pw, &c.k, 2, 2)
         }),
         (Some((gp, gn)), false) => body!(|x: f32, y: f32, pw: f32| {
             math::ml_element_hard::<PolyMath, false>(x, y == 1.0, pw, &c.k, gp, gn)
