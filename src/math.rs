@@ -206,6 +206,57 @@ pub fn mul0(a: f32, b: f32) -> f32 {
     }
 }
 
+/// The sigmoid pieces of one logit (see [`sigmoid`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Sig {
+    /// `p = sigmoid(x)`.
+    pub p: f32,
+    /// `q = 1 - p = sigmoid(-x)`, without cancellation.
+    pub q: f32,
+    /// `s = p q = dp/dx`.
+    pub s: f32,
+    /// `ln p = -(max(-x, 0) + ln1p(e^-|x|))`.
+    pub lp: f32,
+    /// `ln1p(e^-|x|)`, so that `ln q = -(max(x, 0) + l1p)`.
+    pub l1p: f32,
+}
+
+/// Step 1 of the multi-label element math: one exponential `e = e^-|x|` gives
+/// `p = sigmoid(x)`, `q = sigmoid(-x)`, `s = p q` and both log-sigmoids.
+#[inline(always)]
+pub fn sigmoid<M: F32Math>(x: f32) -> Sig {
+    let e = M::exp(-x.abs());
+    let (inv, l1p) = M::sigmoid_parts(e);
+    let pos = x >= 0.0;
+    let p = if pos { inv } else { e * inv };
+    let q = if pos { e * inv } else { inv };
+    Sig {
+        p,
+        q,
+        s: p * q,
+        lp: -((-x).max(0.0) + l1p),
+        l1p,
+    }
+}
+
+/// The negative log term with probability shifting (clip `m > 0`): with `q~ = min(q + m, 1)`,
+/// returns `(B, dB/dx, pm, dpm/dx)` where `B = max(ln q~, ln eps)` and `pm = 1 - q~ =
+/// max(p - m, 0)` is the paper's shifted probability. For `p <= m` everything is 0.
+#[inline(always)]
+pub fn clipped_negative<M: F32Math>(p: f32, q: f32, s: f32, k: &MlConsts) -> (f32, f32, f32, f32) {
+    let act = p > k.clip; // q + m < 1
+    let qt = q + k.clip;
+    let lqt = M::ln(qt);
+    let ok = lqt > k.ln_eps;
+    let b = if ok { lqt } else { k.ln_eps };
+    (
+        if act { b } else { 0.0 },
+        if act & ok { -s / qt } else { 0.0 },
+        if act { p - k.clip } else { 0.0 },
+        if act { s } else { 0.0 },
+    )
+}
+
 /// Loss and `dl/dx` of one known multi-label element: logit `x`, smoothed target `y` in
 /// `[0, 1]`, positive weight `pw`. `CLIP` is `clip > 0` (a compile-time switch so that the
 /// element loop has no data-independent branch). Class weight and reduction are applied by the
@@ -217,16 +268,8 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
     pw: f32,
     k: &MlConsts,
 ) -> (f32, f32) {
-    // 1. One exponential for everything sigmoid: e = e^-|x|.
-    //    p = sigmoid(x), q = 1 - p = sigmoid(-x), s = p q,
-    //    ln p = -(max(-x, 0) + ln1p(e)),  ln q = -(max(x, 0) + ln1p(e)).
-    let e = M::exp(-x.abs());
-    let (inv, l1p) = M::sigmoid_parts(e);
-    let pos = x >= 0.0;
-    let p = if pos { inv } else { e * inv };
-    let q = if pos { e * inv } else { inv };
-    let s = p * q;
-    let lp = -((-x).max(0.0) + l1p);
+    // 1. Sigmoid and log-sigmoids from one exponential.
+    let Sig { p, q, s, lp, l1p } = sigmoid::<M>(x);
 
     // 2. Positive log term A = max(ln p, ln eps); dA/dx = q where ln p > ln eps.
     let pos_ok = lp > k.ln_eps;
@@ -235,23 +278,7 @@ pub fn ml_element<M: F32Math, const CLIP: bool>(
 
     // 3. Negative log term B = max(ln q~, ln eps), q~ = min(q + m, 1); pm = 1 - q~.
     let (b, db, pm, dpm) = if CLIP {
-        let act = p > k.clip; // q + m < 1
-        let qt = q + k.clip;
-        let lqt = M::ln(qt);
-        let ok = lqt > k.ln_eps;
-        let b = if act {
-            if ok {
-                lqt
-            } else {
-                k.ln_eps
-            }
-        } else {
-            0.0
-        };
-        let db = if act & ok { -s / qt } else { 0.0 };
-        let pm = if act { p - k.clip } else { 0.0 };
-        let dpm = if act { s } else { 0.0 };
-        (b, db, pm, dpm)
+        clipped_negative::<M>(p, q, s, k)
     } else {
         let lq = -(x.max(0.0) + l1p);
         let ok = lq > k.ln_eps;
@@ -330,14 +357,8 @@ pub fn ml_element_hard<M: F32Math, const CLIP: bool>(
     gp: u32,
     gn: u32,
 ) -> (f32, f32) {
-    // 1. Sigmoid and log-sigmoid from one exponential (as ml_element step 1).
-    let e = M::exp(-x.abs());
-    let (inv, l1p) = M::sigmoid_parts(e);
-    let pos = x >= 0.0;
-    let p = if pos { inv } else { e * inv };
-    let q = if pos { e * inv } else { inv };
-    let s = p * q;
-    let lp = -((-x).max(0.0) + l1p);
+    // 1. Sigmoid and log-sigmoids from one exponential.
+    let Sig { p, q, s, lp, l1p } = sigmoid::<M>(x);
 
     // 2. CE and its derivative for the one term that is present.
     let (ce, dce, base, dbase) = if positive {
@@ -345,26 +366,7 @@ pub fn ml_element_hard<M: F32Math, const CLIP: bool>(
         let a = if ok { lp } else { k.ln_eps };
         (mul0(a, pw), if ok { pw * q } else { 0.0 }, q, -s)
     } else if CLIP {
-        let act = p > k.clip;
-        let qt = q + k.clip;
-        let lqt = M::ln(qt);
-        let ok = lqt > k.ln_eps;
-        let b = if act {
-            if ok {
-                lqt
-            } else {
-                k.ln_eps
-            }
-        } else {
-            0.0
-        };
-        let db = if act & ok { -s / qt } else { 0.0 };
-        (
-            b,
-            db,
-            if act { p - k.clip } else { 0.0 },
-            if act { s } else { 0.0 },
-        )
+        clipped_negative::<M>(p, q, s, k)
     } else {
         let lq = -(x.max(0.0) + l1p);
         let ok = lq > k.ln_eps;
