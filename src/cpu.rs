@@ -152,6 +152,10 @@ struct MlChunk {
     x: [f32; CHUNK],
     y: [f32; CHUNK],
     pw: [f32; CHUNK],
+    /// Class weight of each element (1 without class weights).
+    w: [f32; CHUNK],
+    /// Factor on every gradient element (the reduction scale times a scalar upstream).
+    scale: f32,
     l: [f32; CHUNK],
     g: [f32; CHUNK],
 }
@@ -162,10 +166,12 @@ struct ChunkScan {
     invalid: u32,
     known: u32,
     hard: bool,
+    /// The chunk's weighted loss, summed over LANES interleaved lanes, then in f64.
+    loss: f64,
 }
 
-/// The multi-label element math over one chunk. Writes `dl/dx` (before class weight, scale and
-/// upstream) into `ch.g` and the element loss into `ch.l`, zero for unknown targets.
+/// The multi-label element math over one chunk. Writes `scale * w_c * dl/dx` into `ch.g` and the
+/// weighted element loss `w_c * l` into `ch.l` (zero for unknown targets), and sums the loss.
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
     "x86_64+avx2+fma",
@@ -181,10 +187,11 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
         known += (0.0..=1.0).contains(&t) as u32;
         soft += ((t > 0.0) & (t < 1.0)) as u32;
     }
-    let scan = ChunkScan {
+    let mut scan = ChunkScan {
         invalid,
         known,
         hard: soft == 0,
+        loss: 0.0,
     };
     let hard = c.hard.filter(|_| scan.hard);
 
@@ -195,7 +202,20 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
     //    real multi-label data; a block of them skips the math. The threshold sits 1e-3 below
     //    logit(clip), well clear of f32 rounding, so the result is bitwise the same.
     let skip_easy = clip && c.smoothing == 0.0;
-    let MlChunk { x, y, pw, l, g, .. } = ch;
+    let MlChunk {
+        x,
+        y,
+        pw,
+        w,
+        scale,
+        l,
+        g,
+        ..
+    } = ch;
+    let scale = *scale;
+    let mut acc = [0.0f32; LANES];
+    //    3. Class weight on loss and gradient, the gradient scale, and the loss sum, in the same
+    //       loop (the same operations in the same order as separate passes would do).
     macro_rules! body {
         ($elem:expr) => {{
             for b in 0..blocks {
@@ -203,6 +223,7 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
                 let xb: &[f32; LANES] = x[r.clone()].try_into().unwrap();
                 let yb: &[f32; LANES] = y[r.clone()].try_into().unwrap();
                 let pb: &[f32; LANES] = pw[r.clone()].try_into().unwrap();
+                let wb: &[f32; LANES] = w[r.clone()].try_into().unwrap();
                 let lb: &mut [f32; LANES] = (&mut l[r.clone()]).try_into().unwrap();
                 let gb: &mut [f32; LANES] = (&mut g[r]).try_into().unwrap();
                 let mut easy = skip_easy;
@@ -210,15 +231,23 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
                     easy &= (yb[j] == 0.0) & (xb[j] < c.easy_below);
                 }
                 if easy {
-                    lb.fill(-0.0);
-                    gb.fill(-0.0);
+                    for j in 0..LANES {
+                        let lw = -0.0 * wb[j];
+                        lb[j] = lw;
+                        gb[j] = -0.0 * wb[j] * scale;
+                        acc[j] += lw;
+                    }
                     continue;
                 }
                 for j in 0..LANES {
                     let known = (yb[j] >= 0.0) & (yb[j] <= 1.0);
                     let (li, gi) = $elem(xb[j], yb[j], pb[j]);
-                    lb[j] = if known { li } else { 0.0 };
-                    gb[j] = if known { gi } else { 0.0 };
+                    let li = if known { li } else { 0.0 };
+                    let gi = if known { gi } else { 0.0 };
+                    let lw = li * wb[j];
+                    lb[j] = lw;
+                    gb[j] = gi * wb[j] * scale;
+                    acc[j] += lw;
                 }
             }
         }};
@@ -262,6 +291,7 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
             math::ml_element::<PolyMath, false>(x, ys, pw, &c.k)
         }),
     }
+    scan.loss = lanes_total(&acc);
     scan
 }
 
@@ -452,10 +482,11 @@ fn multi_label(
                 x: [0.0; CHUNK],
                 y: [-1.0; CHUNK],
                 pw: [consts.pos_weight; CHUNK],
+                w: [1.0; CHUNK],
+                scale: if up_arr.is_some() { 1.0 } else { grad_scale },
                 l: [0.0; CHUNK],
                 g: [0.0; CHUNK],
             };
-            let mut wb = [1.0f32; CHUNK];
             // The task's rows are one contiguous run of elements: it is cut into chunks without
             // regard to row boundaries (so short rows cost no per-row overhead); `col` follows
             // the column of the chunk's first element for the per-class vectors.
@@ -475,44 +506,26 @@ fn multi_label(
                 if let Some(v) = pw_vec {
                     per_class(v, col, &mut ch.pw[..len]);
                 }
+                if let Some(v) = cw {
+                    per_class(v, col, &mut ch.w[..len]);
+                }
                 let scan = ml_chunk(clip, &consts, &mut ch);
                 if scan.invalid > 0 && part.first_invalid.is_none() {
                     let y = &ch.y[..len];
-                    let j = (0..len)
-                        .find(|&j| !(y[j] < 0.0 || y[j] <= 1.0))
-                        .unwrap_or(0);
+                    let j = (0..len).find(|&j| y[j].is_nan() || y[j] > 1.0).unwrap_or(0);
                     part.first_invalid = Some(at + j);
                 }
                 part.known += scan.known as u64;
-                let (lb, gb) = (&mut ch.l[..len], &mut ch.g[..len]);
-                // 3. Class weights multiply loss and gradient of their column.
-                if let Some(w) = cw {
-                    per_class(w, col, &mut wb[..len]);
-                    for ((lv, gv), wv) in lb.iter_mut().zip(gb.iter_mut()).zip(&wb) {
-                        *lv *= wv;
-                        *gv *= wv;
-                    }
+                part.sum += scan.loss;
+                let (lb, gb) = (&ch.l[..len], &mut ch.g[..len]);
+                if let Some(lo) = l_out.as_deref_mut() {
+                    lo[local..local + len].copy_from_slice(lb);
                 }
-                if pass.wants_loss() {
-                    let mut lanes = [0.0f32; LANES];
-                    lane_sum(lb, &mut lanes);
-                    part.sum += lanes_total(&lanes);
-                    if let Some(lo) = l_out.as_deref_mut() {
-                        lo[local..local + len].copy_from_slice(lb);
-                    }
-                }
-                // 4. Gradient: scale x upstream (per element for `none` with an array).
+                // 4. Gradient (already scaled, unless the upstream is an array for `none`).
                 if pass.wants_grad() {
-                    match up_arr {
-                        Some(u) => {
-                            for (gv, uv) in gb.iter_mut().zip(&u[at..at + len]) {
-                                *gv *= uv;
-                            }
-                        }
-                        None => {
-                            for gv in gb.iter_mut() {
-                                *gv *= grad_scale;
-                            }
+                    if let Some(u) = up_arr {
+                        for (gv, uv) in gb.iter_mut().zip(&u[at..at + len]) {
+                            *gv *= uv;
                         }
                     }
                     g_out.store(local, gb);
