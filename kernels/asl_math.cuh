@@ -286,7 +286,8 @@ ASL_HD void asl_sl_other(float z_shift, float ln_sum, float a_o, float gamma_neg
     const float w = gamma_neg == 0.0f ? 1.0f : asl_exp(gamma_neg * lp);
     p_out = p;
     loss_out = -a_o * asl_mul0(lp, w);
-    g_out = -a_o * asl_mul0(1.0f + gamma_neg * lp, w);
+    // gn ln p with gn = 0 is 0 even at ln p = -inf (the derivative term vanishes).
+    g_out = -a_o * asl_mul0(1.0f + asl_mul0(lp, gamma_neg), w);
 }
 
 // Online softmax state over a set of columns: m = their maximum, s = sum e^(z - m) with

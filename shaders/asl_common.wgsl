@@ -300,6 +300,7 @@ fn sl_other(z_shift: f32, ln_sum: f32, a_o: f32, gamma_neg: f32) -> vec3<f32> {
     let p = asl_exp(lp);
     let w = select(asl_exp(gamma_neg * lp), 1.0, gamma_neg == 0.0);
     let loss = -a_o * mul0(lp, w);
-    let g = -a_o * mul0(1.0 + gamma_neg * lp, w);
+    // gn ln p with gn = 0 is 0 even at ln p = -inf (the derivative term vanishes).
+    let g = -a_o * mul0(1.0 + mul0(lp, gamma_neg), w);
     return vec3<f32>(p, loss, g);
 }

@@ -465,7 +465,8 @@ pub fn sl_other<M: F32Math>(
         M::exp(gamma_neg * lp)
     };
     let loss = -a_o * mul0(lp, w);
-    let g = -a_o * mul0(1.0 + gamma_neg * lp, w);
+    // gn ln p_j with gn = 0 is 0 even where ln p_j = -inf (the derivative term vanishes).
+    let g = -a_o * mul0(1.0 + mul0(lp, gamma_neg), w);
     (p, loss, g)
 }
 
@@ -476,7 +477,7 @@ pub fn sl_other_int(p: f32, z_shift: f32, ln_sum: f32, a_o: f32, gn: u32) -> (f3
     let lp = z_shift - ln_sum;
     let w = powi4(p, gn);
     let loss = -a_o * mul0(lp, w);
-    let g = -a_o * mul0(1.0 + gn as f32 * lp, w);
+    let g = -a_o * mul0(1.0 + mul0(lp, gn as f32), w);
     (loss, g)
 }
 

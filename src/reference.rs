@@ -340,7 +340,8 @@ pub fn sl_row(z: &[f64], t: usize, cfg: &SingleLabel) -> (f64, Vec<f64>) {
             // Other class: w = p^gn, l = -a w ln p, g = -a w (1 + gn ln p).
             let w = pow0(p[j], cfg.gamma_neg);
             loss -= a_o * mul0(lp[j], w);
-            g[j] = -a_o * mul0(1.0 + cfg.gamma_neg * lp[j], w);
+            // gn ln p with gn = 0 is 0 even at ln p = -inf (the derivative term vanishes).
+            g[j] = -a_o * mul0(1.0 + mul0(lp[j], cfg.gamma_neg), w);
         }
     }
 

@@ -1175,3 +1175,349 @@ fn bench_json_reports_every_shape() {
     assert!(out.contains("16x20") && out.contains("% of copy"), "{out}");
     assert_eq!(asl(&["bench", "--shape", "0x5"]).status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// More bad input (the README's table of bad inputs names these tests).
+
+fn eval_with(d: &Dir, x: &str, y: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "eval".to_string(),
+        "--logits".into(),
+        d.s(x),
+        "--targets".into(),
+        d.s(y),
+        "--backend".into(),
+        "cpu".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    asl(&refs)
+}
+
+/// No temporary output file is left in `dir`.
+fn no_temporaries(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn eval_refuses_wrong_dtypes_and_corrupt_headers() {
+    let d = Dir::new();
+    d.standard();
+    let bytes = |descr: &str, shape: &[usize], data: &[u8]| npy_bytes(descr, shape, false, data);
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        // Integer, bool, complex and string logits.
+        (
+            "xi4.npy",
+            bytes("<i4", &[N, C], &[0; 4 * N * C]),
+            &["float32, float16 or float64", "<i4"],
+        ),
+        (
+            "xb1.npy",
+            bytes("|b1", &[N, C], &[0; N * C]),
+            &["float32, float16 or float64"],
+        ),
+        (
+            "xc8.npy",
+            bytes("<c8", &[N, C], &[0; 8 * N * C]),
+            &["unsupported dtype <c8"],
+        ),
+        (
+            "xu3.npy",
+            bytes("<U3", &[N, C], &[0; 12 * N * C]),
+            &["unsupported dtype <U3"],
+        ),
+        // A header that is not a dict, a missing key, an unknown format version, no bytes.
+        (
+            "xh1.npy",
+            {
+                let mut b = bytes("<f4", &[N, C], &f32_bytes(&logits()));
+                b[10] = b'[';
+                b
+            },
+            &["header"],
+        ),
+        (
+            "xh2.npy",
+            {
+                let mut b = bytes("<f4", &[N, C], &f32_bytes(&logits()));
+                let at = b.windows(7).position(|w| w == b"'shape'").unwrap();
+                b[at + 1] = b'S';
+                b
+            },
+            &["header", "'shape'"],
+        ),
+        (
+            "xh3.npy",
+            {
+                let mut b = bytes("<f4", &[N, C], &f32_bytes(&logits()));
+                b[6] = 9;
+                b
+            },
+            &["header", "version 9.0"],
+        ),
+        ("empty.npy", Vec::new(), &["not a .npy"]),
+    ];
+    for (name, content, says) in cases {
+        std::fs::write(d.p(name), content).unwrap();
+        fails_with(&eval_with(&d, name, "yf32.npy", &[]), says);
+    }
+    // A directory where a file should be; a missing targets file.
+    std::fs::create_dir(d.p("adir.npy")).unwrap();
+    fails_with(
+        &eval_with(&d, "adir.npy", "yf32.npy", &[]),
+        &["cannot read", "directory"],
+    );
+    fails_with(
+        &eval_with(&d, "x32.npy", "nope.npy", &[]),
+        &["cannot read", "nope.npy"],
+    );
+    // Big-endian logits are fine: the same loss as little-endian.
+    let be: Vec<u8> = logits().iter().flat_map(|v| v.to_be_bytes()).collect();
+    std::fs::write(d.p("xbe.npy"), bytes(">f4", &[N, C], &be)).unwrap();
+    let a = json_of(&ok(&eval_with(&d, "xbe.npy", "yf32.npy", &["--json"])));
+    let b = json_of(&ok(&eval_with(&d, "x32.npy", "yf32.npy", &["--json"])));
+    assert_eq!(a["loss"], b["loss"]);
+}
+
+#[test]
+fn eval_refuses_bad_targets_parameters_and_shapes() {
+    let d = Dir::new();
+    d.standard();
+    // u8 targets outside {0, 1, 255}; NaN float targets; a bool byte that is not 0 or 1.
+    let mut yu = vec![0u8; N * C];
+    yu[40] = 7;
+    write_npy(&d.p("ybad8.npy"), "|u1", &[N, C], &yu);
+    fails_with(
+        &eval_with(&d, "x32.npy", "ybad8.npy", &[]),
+        &["element 40", "row 3", ": 7"],
+    );
+    let mut yf = targets_f32();
+    yf[12] = f32::NAN;
+    write_npy(&d.p("ynan.npy"), "<f4", &[N, C], &f32_bytes(&yf));
+    fails_with(
+        &eval_with(&d, "x32.npy", "ynan.npy", &[]),
+        &["element 12", "NaN"],
+    );
+    let mut yb = vec![0u8; N * C];
+    yb[5] = 2;
+    write_npy(&d.p("ybadb.npy"), "|b1", &[N, C], &yb);
+    fails_with(
+        &eval_with(&d, "x32.npy", "ybadb.npy", &[]),
+        &["bool element 5"],
+    );
+    // Class indices out of range for the u32-sized types too.
+    let c: Vec<u8> = [0u32, 1, 2, 3, u32::MAX, 0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    write_npy(&d.p("clsu.npy"), "<u4", &[N], &c);
+    fails_with(
+        &eval_with(&d, "x32.npy", "clsu.npy", &[]),
+        &["row 4", "4294967295"],
+    );
+    // Parameters out of range.
+    for (flag, value, name) in [
+        ("--clip", "2", "clip"),
+        ("--eps", "-1", "eps"),
+        ("--smoothing", "1", "smoothing"),
+        ("--gamma-pos", "nan", "gamma_pos"),
+        ("--pos-weight", "inf", "pos_weight"),
+        ("--upstream", "nan", "--upstream must be finite"),
+    ] {
+        fails_with(
+            &eval_with(&d, "x32.npy", "yf32.npy", &[flag, value]),
+            &[name],
+        );
+    }
+    fails_with(
+        &eval_with(
+            &d,
+            "x32.npy",
+            "cls.npy",
+            &["--ignore-index", "1099511627776"],
+        ),
+        &["ignore_index"],
+    );
+    // Zero rows: loss 0 (not NaN); zero classes: 0 for multi-label, refused for single-label.
+    write_npy(&d.p("x0.npy"), "<f4", &[0, C], &[]);
+    write_npy(&d.p("y0.npy"), "<f4", &[0, C], &[]);
+    let j = json_of(&ok(&eval_with(&d, "x0.npy", "y0.npy", &["--json"])));
+    assert_eq!(j["loss"].as_f64(), Some(0.0));
+    write_npy(&d.p("xc0.npy"), "<f4", &[N, 0], &[]);
+    write_npy(&d.p("yc0.npy"), "<f4", &[N, 0], &[]);
+    let j = json_of(&ok(&eval_with(&d, "xc0.npy", "yc0.npy", &["--json"])));
+    assert_eq!(j["loss"].as_f64(), Some(0.0));
+    fails_with(
+        &eval_with(&d, "xc0.npy", "cls.npy", &["--loss", "single-label"]),
+        &["at least one class"],
+    );
+    // 0-d and 3-D logits.
+    write_npy(&d.p("x3d.npy"), "<f4", &[1, N, C], &f32_bytes(&logits()));
+    fails_with(
+        &eval_with(&d, "x3d.npy", "yf32.npy", &[]),
+        &["2-D", "(1, 6, 11)"],
+    );
+}
+
+/// Outputs that cannot be written: the error names the path, exit status 2, and no file (nor
+/// temporary file) appears: a path under a regular file, a missing folder, a directory as the
+/// output, and a read-only folder. CI runs as root, which ignores permission bits, so there
+/// the read-only folder is made immutable with `chattr +i` (binding root too) when the file
+/// system supports it, and the case is skipped with a note otherwise.
+#[test]
+fn eval_unwritable_outputs() {
+    let d = Dir::new();
+    d.standard();
+    std::fs::write(d.p("file.txt"), "a regular file").unwrap();
+    let dir = d.path.to_string_lossy().into_owned();
+    for (flag, path, says) in [
+        (
+            "--grad-out",
+            d.s("file.txt/g.npy"),
+            ["cannot write", "Not a directory"],
+        ),
+        (
+            "--loss-out",
+            d.s("missing/dir/l.npy"),
+            ["cannot write", "No such file"],
+        ),
+        ("--grad-out", dir, ["output path", "is a directory"]),
+    ] {
+        fails_with(&eval_with(&d, "x32.npy", "yf32.npy", &[flag, &path]), &says);
+    }
+    fails_with(
+        &eval_with(
+            &d,
+            "x32.npy",
+            "yf32.npy",
+            &["--grad-out", &d.s("g.npy"), "--loss-out", &d.s("g.npy")],
+        ),
+        &["both name"],
+    );
+    no_temporaries(&d.path);
+    assert!(!d.p("g.npy").exists());
+
+    // A read-only folder.
+    let ro = d.p("ro");
+    std::fs::create_dir(&ro).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(ro.join("probe"), b"x").is_ok() {
+            // Root: permission bits do not bind; the immutable attribute does, where the file
+            // system has it (ext4, xfs, btrfs; not tmpfs or overlayfs).
+            std::fs::remove_file(ro.join("probe")).unwrap();
+            let chattr = |flag: &str| {
+                Command::new("chattr")
+                    .arg(flag)
+                    .arg(&ro)
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if chattr("+i") {
+                struct Undo<F: Fn()>(F);
+                impl<F: Fn()> Drop for Undo<F> {
+                    fn drop(&mut self) {
+                        (self.0)();
+                    }
+                }
+                let _undo = Undo(|| {
+                    chattr("-i");
+                });
+                let o = eval_with(&d, "x32.npy", "yf32.npy", &["--grad-out", &d.s("ro/g.npy")]);
+                fails_with(&o, &["cannot write", "ro/g.npy", "not permitted"]);
+                assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+            } else {
+                eprintln!(
+                    "note: root, and no immutable attribute here (chattr +i failed); the \
+                     read-only folder case rests on the path under a regular file"
+                );
+            }
+        } else {
+            let o = eval_with(&d, "x32.npy", "yf32.npy", &["--grad-out", &d.s("ro/g.npy")]);
+            fails_with(&o, &["cannot write", "ro/g.npy", "Permission denied"]);
+            assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// A write that fails half way (the file-size limit, RLIMIT_FSIZE, set by the shell with
+/// SIGXFSZ ignored so that write() returns EFBIG; this binds root too): the error names the
+/// file, the destination keeps its old content, and no temporary file is left.
+#[cfg(unix)]
+#[test]
+fn eval_output_failing_mid_write_leaves_the_old_file() {
+    let d = Dir::new();
+    let (rows, cols) = (64, 100);
+    let x: Vec<f32> = (0..rows * cols).map(|i| (i % 13) as f32 - 6.0).collect();
+    let y: Vec<f32> = (0..rows * cols)
+        .map(|i| (i % 5 == 0) as u8 as f32)
+        .collect();
+    write_npy(&d.p("x.npy"), "<f4", &[rows, cols], &f32_bytes(&x));
+    write_npy(&d.p("y.npy"), "<f4", &[rows, cols], &f32_bytes(&y));
+    std::fs::write(d.p("g.npy"), b"the previous gradient").unwrap();
+    // 8 blocks: 4 KiB (dash) or 8 KiB (bash), either way less than the 25.7 KB gradient.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 8 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_asl"))
+        .args(["eval", "--backend", "cpu", "--logits"])
+        .arg(d.p("x.npy"))
+        .arg("--targets")
+        .arg(d.p("y.npy"))
+        .arg("--grad-out")
+        .arg(d.p("g.npy"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("sh runs");
+    fails_with(&o, &["cannot write", "g.npy", "too large"]);
+    assert_eq!(
+        std::fs::read(d.p("g.npy")).unwrap(),
+        b"the previous gradient"
+    );
+    no_temporaries(&d.path);
+    // Without the limit the same command writes the whole file.
+    ok(&eval_with(
+        &d,
+        "x.npy",
+        "y.npy",
+        &["--grad-out", &d.s("g.npy")],
+    ));
+    assert_eq!(read_npy(&d.p("g.npy")).1, vec![rows, cols]);
+}
+
+#[test]
+fn eval_warns_about_non_finite_half_and_double_logits() {
+    let d = Dir::new();
+    d.standard();
+    let mut x = logits();
+    x[7] = f32::NAN;
+    x[8] = f32::NEG_INFINITY;
+    let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    write_npy(&d.p("xh.npy"), "<f2", &[N, C], &f16_bytes(&xh));
+    let o = eval_with(&d, "xh.npy", "yf32.npy", &["--reduction", "none", "--json"]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("2 of 66 logits are not finite (1 NaN, 0 +inf, 1 -inf)"),
+        "{}",
+        stderr(&o)
+    );
+    let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    write_npy(&d.p("xd.npy"), "<f8", &[N, C], &f64_bytes(&xd));
+    let o = eval_with(&d, "xd.npy", "yf32.npy", &["--json"]);
+    assert!(
+        stderr(&o).contains("2 of 66 logits are not finite"),
+        "{}",
+        stderr(&o)
+    );
+    // Finite logits: no warning at all.
+    let o = eval_with(&d, "x32.npy", "yf32.npy", &["--json"]);
+    assert!(!stderr(&o).contains("not finite"), "{}", stderr(&o));
+}

@@ -688,3 +688,21 @@ fn single_label_target_far_below_the_maximum() {
         }
     }
 }
+
+/// gamma_neg = 0 with smoothing: a -inf non-target logit makes the loss +inf (its limit) while
+/// every gradient element keeps its finite limit (the non-target's g_j = -a_j).
+#[test]
+fn single_label_minus_infinity_without_focusing_has_a_finite_gradient() {
+    let cfg = SingleLabel {
+        gamma_pos: 0.0,
+        gamma_neg: 0.0,
+        smoothing: 0.1,
+        reduction: Reduction::None,
+        ..SingleLabel::default()
+    };
+    let z = [0.0f32, f32::NEG_INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0, 88.73];
+    let (rl, rg, cl, cg) = sl_both(&cfg, 1, &z, &[5]);
+    assert_eq!((rl[0], cl[0]), (f64::INFINITY, f64::INFINITY));
+    assert!(rg.iter().chain(&cg).all(|v| v.is_finite()), "{rg:?} {cg:?}");
+    assert_close("grad", &cg, &rg, 1e-7, 1e-4);
+}

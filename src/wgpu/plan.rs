@@ -152,15 +152,14 @@ impl Array<'_> {
 
     /// The window of rows `r0 .. r0 + nr`.
     pub fn window(&self, r0: u64, nr: u64, lim: &DevLimits) -> Window {
-        let start = self.at.offset + r0 * self.per_row * self.elem_bytes;
-        let offset = start / lim.align * lim.align;
-        let shift = (start - offset) / self.elem_bytes;
-        let size = words((shift + nr * self.per_row) * self.elem_bytes);
-        Window {
-            offset,
-            size,
-            shift: shift as u32,
-        }
+        window_of(
+            self.at.offset,
+            self.elem_bytes,
+            self.per_row,
+            r0,
+            nr,
+            lim.align,
+        )
     }
 
     /// The binding for a window.
@@ -170,6 +169,28 @@ impl Array<'_> {
             offset: w.offset,
             size: wgpu::BufferSize::new(w.size),
         })
+    }
+}
+
+/// The window of rows `r0 .. r0 + nr` of an array at byte `base` with `per_row` elements of
+/// `elem_bytes` bytes a row: the binding starts at the `align`-aligned byte at or below the
+/// chunk's first element, `shift` elements before it. All arithmetic is in u64 bytes.
+pub(crate) fn window_of(
+    base: u64,
+    elem_bytes: u64,
+    per_row: u64,
+    r0: u64,
+    nr: u64,
+    align: u64,
+) -> Window {
+    let start = base + r0 * per_row * elem_bytes;
+    let offset = start / align * align;
+    let shift = (start - offset) / elem_bytes;
+    let size = words((shift + nr * per_row) * elem_bytes);
+    Window {
+        offset,
+        size,
+        shift: shift as u32,
     }
 }
 
@@ -257,5 +278,55 @@ mod tests {
         assert_eq!(lim.grid(1).unwrap(), (1, 1));
         assert_eq!(lim.grid(65535).unwrap(), (65535, 1));
         assert_eq!(lim.grid(65536).unwrap(), (65535, 2));
+    }
+
+    /// Scale, by construction: chunks and windows of shapes past 2^31 and 2^32 elements, with
+    /// the default 128 MiB binding and a 2 GiB one, for every array layout the kernels bind
+    /// (f32/f16 per element, u8 targets, per-row classes), at aligned and shifted bases. No
+    /// buffer is allocated: the planner's u64 byte arithmetic is checked against exact
+    /// integer bounds, and the u32 values the kernels get (`shift`, `rows`, `elem0`) fit.
+    #[test]
+    fn chunks_and_windows_past_two_to_the_31_elements() {
+        for max_binding in [128u64 << 20, 2u64 << 30] {
+            let lim = DevLimits {
+                max_binding,
+                align: 256,
+                max_groups: 65535,
+            };
+            for (rows, cols) in [
+                (21_475u64, 100_000u64),
+                (65_535, 65_536),
+                (3_000_000, 1_000),
+            ] {
+                let n = rows * cols;
+                assert!(n > 1 << 31);
+                let chunks = chunk_rows(rows, cols * 4, &lim).unwrap();
+                assert_eq!(chunks.iter().map(|c| c.1).sum::<u64>(), rows);
+                let mut next = 0;
+                for &(r0, nr) in &chunks {
+                    assert_eq!(r0, next);
+                    next = r0 + nr;
+                    // The launch block's u32 fields, valid while N x C < 2^32.
+                    assert!(u32::try_from(nr).is_ok() && u32::try_from(r0).is_ok());
+                    if n < u32::MAX as u64 {
+                        assert!(u32::try_from(r0 * cols).is_ok());
+                    }
+                    // (elem_bytes, per_row): logits/grad f32, f16, u8 targets, i64 classes.
+                    for (eb, per_row) in [(4u64, cols), (2, cols), (1, cols), (8, 1)] {
+                        for base in [0u64, 256, 1 << 20] {
+                            let w = window_of(base, eb, per_row, r0, nr, lim.align);
+                            let start = base + r0 * per_row * eb;
+                            let end = start + nr * per_row * eb;
+                            assert_eq!(w.offset % lim.align, 0);
+                            assert!(w.offset <= start && start - w.offset < lim.align);
+                            assert_eq!(w.offset + u64::from(w.shift) * eb, start);
+                            assert!(w.offset + w.size >= end && w.size.is_multiple_of(4));
+                            assert!(w.offset + w.size <= words(end).max(w.offset + 4));
+                            assert!(w.size <= lim.max_binding, "{rows}x{cols} {eb} {w:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

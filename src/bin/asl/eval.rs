@@ -569,31 +569,32 @@ pub fn run(args: Args) -> Result<(), Failure> {
         (Outcome::F32 { loss, grad }, picked.name(), secs)
     };
 
-    // 8. Write the outputs (all or nothing), then report.
+    // 8. Write the outputs (all or nothing): each straight from its array into its temporary
+    //    file, then every rename; then report.
     let mut files = Vec::new();
-    if let Some(f) = grad_file {
-        let bytes = match &outcome {
-            Outcome::F64 { grad, .. } => npy::encode(&logits_shape, grad),
+    if let Some(mut f) = grad_file {
+        match &outcome {
+            Outcome::F64 { grad, .. } => f.write_npy(&logits_shape, grad)?,
             Outcome::F32 {
                 grad: Some(GradBuf::F32(g)),
                 ..
-            } => npy::encode(&logits_shape, g),
+            } => f.write_npy(&logits_shape, g)?,
             Outcome::F32 {
                 grad: Some(GradBuf::F16(g)),
                 ..
-            } => npy::encode(&logits_shape, g),
+            } => f.write_npy(&logits_shape, g)?,
             Outcome::F32 { grad: None, .. } => unreachable!("a fused pass writes the gradient"),
-        };
-        files.push((f, bytes));
+        }
+        files.push(f);
     }
-    if let Some(f) = loss_file {
-        let bytes = match &outcome {
-            Outcome::F64 { loss, .. } => npy::encode(&loss_shape, loss),
-            Outcome::F32 { loss, .. } => npy::encode(&loss_shape, loss.as_slice()),
-        };
-        files.push((f, bytes));
+    if let Some(mut f) = loss_file {
+        match &outcome {
+            Outcome::F64 { loss, .. } => f.write_npy(&loss_shape, loss)?,
+            Outcome::F32 { loss, .. } => f.write_npy(&loss_shape, loss.as_slice())?,
+        }
+        files.push(f);
     }
-    let written: Vec<PathBuf> = files.iter().map(|(f, _)| f.dest().to_path_buf()).collect();
+    let written: Vec<PathBuf> = files.iter().map(|f| f.dest().to_path_buf()).collect();
     npy::commit_all(files)?;
 
     let scalar = match &outcome {
