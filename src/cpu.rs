@@ -216,8 +216,13 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
     let mut acc = [0.0f32; LANES];
     //    3. Class weight on loss and gradient, the gradient scale, and the loss sum, in the same
     //       loop (the same operations in the same order as separate passes would do).
+    //    A block without a positive target takes `$neg` (for hard targets: the element math
+    //    with the positive side compiled out; the same result, fewer instructions).
     macro_rules! body {
-        ($elem:expr) => {{
+        ($elem:expr) => {
+            body!($elem, $elem)
+        };
+        ($elem:expr, $neg:expr) => {{
             for b in 0..blocks {
                 let r = b * LANES..(b + 1) * LANES;
                 let xb: &[f32; LANES] = x[r.clone()].try_into().unwrap();
@@ -239,41 +244,53 @@ fn ml_chunk(clip: bool, c: &MlChunkConsts, ch: &mut MlChunk) -> ChunkScan {
                     }
                     continue;
                 }
+                let mut any_pos = false;
                 for j in 0..LANES {
-                    let known = (yb[j] >= 0.0) & (yb[j] <= 1.0);
-                    let (li, gi) = $elem(xb[j], yb[j], pb[j]);
-                    let li = if known { li } else { 0.0 };
-                    let gi = if known { gi } else { 0.0 };
-                    let lw = li * wb[j];
-                    lb[j] = lw;
-                    gb[j] = gi * wb[j] * scale;
-                    acc[j] += lw;
+                    any_pos |= yb[j] == 1.0;
+                }
+                macro_rules! lanes {
+                    ($f:expr) => {
+                        for j in 0..LANES {
+                            let known = (yb[j] >= 0.0) & (yb[j] <= 1.0);
+                            let (li, gi) = $f(xb[j], yb[j], pb[j]);
+                            let li = if known { li } else { 0.0 };
+                            let gi = if known { gi } else { 0.0 };
+                            let lw = li * wb[j];
+                            lb[j] = lw;
+                            gb[j] = gi * wb[j] * scale;
+                            acc[j] += lw;
+                        }
+                    };
+                }
+                if any_pos {
+                    lanes!($elem);
+                } else {
+                    lanes!($neg);
                 }
             }
         }};
     }
     // The common integer gammas as constants (the powers unroll into multiplications): timm's
     // default (1, 4), the paper's (0, 4), BCE (0, 0), focal (2, 2).
-    macro_rules! hard_clip {
-        ($gp:expr, $gn:expr) => {
-            body!(|x: f32, y: f32, pw: f32| {
-                math::ml_element_hard::<PolyMath, true>(x, y == 1.0, pw, &c.k, $gp, $gn)
-            })
+    macro_rules! hard {
+        ($clip:literal, $gp:expr, $gn:expr) => {
+            body!(
+                |x: f32, y: f32, pw: f32| {
+                    math::ml_element_hard::<PolyMath, $clip>(x, y == 1.0, pw, &c.k, $gp, $gn)
+                },
+                |x: f32, _y: f32, pw: f32| {
+                    math::ml_element_hard::<PolyMath, $clip>(x, false, pw, &c.k, $gp, $gn)
+                }
+            )
         };
     }
     match (hard, clip) {
-        (Some((1, 4)), true) => hard_clip!(1, 4),
-        (Some((0, 4)), true) => hard_clip!(0, 4),
-        (Some((gp, gn)), true) => hard_clip!(gp, gn),
-        (Some((0, 0)), false) => body!(|x: f32, y: f32, pw: f32| {
-            math::ml_element_hard::<PolyMath, false>(x, y == 1.0, pw, &c.k, 0, 0)
-        }),
-        (Some((2, 2)), false) => body!(|x: f32, y: f32, pw: f32| {
-            math::ml_element_hard::<PolyMath, false>(x, y == 1.0, pw, &c.k, 2, 2)
-        }),
-        (Some((gp, gn)), false) => body!(|x: f32, y: f32, pw: f32| {
-            math::ml_element_hard::<PolyMath, false>(x, y == 1.0, pw, &c.k, gp, gn)
-        }),
+        (Some((1, 4)), true) => hard!(true, 1, 4),
+        (Some((0, 4)), true) => hard!(true, 0, 4),
+        (Some((gp, gn)), true) => hard!(true, gp, gn),
+        (Some((0, 0)), false) => hard!(false, 0, 0),
+        (Some((2, 2)), false) => hard!(false, 2, 2),
+        (Some((gp, gn)), false) => hard!(false, gp, gn),
         (None, true) => body!(|x: f32, y: f32, pw: f32| {
             let ys = if y >= 0.0 {
                 y * (1.0 - c.smoothing) + 0.5 * c.smoothing

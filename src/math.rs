@@ -357,16 +357,41 @@ pub fn ml_element_hard<M: F32Math, const CLIP: bool>(
     gp: u32,
     gn: u32,
 ) -> (f32, f32) {
-    // 1. Sigmoid and log-sigmoids from one exponential.
-    let Sig { p, q, s, lp, l1p } = sigmoid::<M>(x);
+    // 1. One exponential: e = e^-|x|, p = sigmoid(x), q = sigmoid(-x), s = p q.
+    let e = M::exp(-x.abs());
+    let inv = 1.0 / (1.0 + e);
+    let pos = x >= 0.0;
+    let p = if pos { inv } else { e * inv };
+    let q = if pos { e * inv } else { inv };
+    let s = p * q;
 
-    // 2. CE and its derivative for the one term that is present.
+    // 2. One logarithm per element: a positive needs ln(1 + e) (for ln p), a clipped negative
+    //    ln(q + m); one `ln` of whichever is needed serves both. ln(1 + e) keeps its precision
+    //    for tiny e by Goldberg's correction ln(u) e / (u - 1), u = 1 + e (exact in IEEE
+    //    arithmetic). Without clipping the negative side needs ln(1 + e) too.
+    let qt = q + k.clip;
+    let u = if positive || !CLIP { 1.0 + e } else { qt };
+    let lu = M::ln(u);
+    let d = u - 1.0;
+    let l1p = if d == 0.0 { e } else { lu * (e / d) };
+    let lp = -((-x).max(0.0) + l1p);
+
+    // 3. CE and its derivative for the one term that is present.
     let (ce, dce, base, dbase) = if positive {
         let ok = lp > k.ln_eps;
         let a = if ok { lp } else { k.ln_eps };
         (mul0(a, pw), if ok { pw * q } else { 0.0 }, q, -s)
     } else if CLIP {
-        clipped_negative::<M>(p, q, s, k)
+        // As clipped_negative, with ln(q + m) = lu.
+        let act = p > k.clip;
+        let ok = lu > k.ln_eps;
+        let b = if ok { lu } else { k.ln_eps };
+        (
+            if act { b } else { 0.0 },
+            if act & ok { -s / qt } else { 0.0 },
+            if act { p - k.clip } else { 0.0 },
+            if act { s } else { 0.0 },
+        )
     } else {
         let lq = -(x.max(0.0) + l1p);
         let ok = lq > k.ln_eps;
@@ -378,7 +403,7 @@ pub fn ml_element_hard<M: F32Math, const CLIP: bool>(
         )
     };
 
-    // 3. Focusing by multiplication.
+    // 4. Focusing by multiplication.
     //    Each side's power has a uniform exponent, so a caller that passes constant gammas gets
     //    straight multiplications.
     let (gp, gn) = if k.no_focus { (0, 0) } else { (gp, gn) };
@@ -391,7 +416,7 @@ pub fn ml_element_hard<M: F32Math, const CLIP: bool>(
     let w = if g == 0 { 1.0 } else { wm1 * base };
     let dw = if g == 0 { 0.0 } else { g as f32 * wm1 * dbase };
 
-    // 4. l = -CE w;  dl/dx = -(CE' w + CE w'), or -CE' w when detached.
+    // 5. l = -CE w;  dl/dx = -(CE' w + CE w'), or -CE' w when detached.
     let loss = -mul0(ce, w);
     let grad_focus = if k.detached { 0.0 } else { mul0(ce, dw) };
     let grad = -(dce * w + grad_focus);
