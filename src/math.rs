@@ -16,6 +16,11 @@ pub trait F32Math {
     fn exp(x: f32) -> f32;
     /// `ln x` for `x >= 0` (`-inf` at 0).
     fn ln(x: f32) -> f32;
+    /// `ln x` for a positive, normal, finite `x` only (cheaper: no special cases).
+    #[inline(always)]
+    fn ln_normal(x: f32) -> f32 {
+        Self::ln(x)
+    }
     /// `ln(1 + v)` for `v` in `[0, 1]` (the softplus term `ln(1 + e^-|x|)`).
     #[inline(always)]
     fn ln_1p_unit(v: f32) -> f32 {
@@ -69,6 +74,34 @@ impl F32Math for StdMath {
 pub struct PolyMath;
 
 impl PolyMath {
+    /// `ln x` for a positive, normal, finite `x` (no special cases).
+    #[inline(always)]
+    fn ln_core(x: f32) -> f32 {
+        // x = 2^e * m with m in [sqrt(1/2), sqrt(2)).
+        let bits = x.to_bits();
+        let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+        let mut m = f32::from_bits((bits & 0x807f_ffff) | 0x3f00_0000); // [0.5, 1)
+        let small = m < std::f32::consts::FRAC_1_SQRT_2;
+        e -= small as i32;
+        m = if small { m + m - 1.0 } else { m - 1.0 };
+        let ef = e as f32;
+        // ln(1 + m) by a degree-9 polynomial (Cephes logf coefficients).
+        let z = m * m;
+        let mut y = 7.037_683_6e-2_f32;
+        y = y.mul_add(m, -1.151_461e-1);
+        y = y.mul_add(m, 1.167_699_9e-1);
+        y = y.mul_add(m, -1.242_014_1e-1);
+        y = y.mul_add(m, 1.424_932_3e-1);
+        y = y.mul_add(m, -1.666_805_8e-1);
+        y = y.mul_add(m, 2.000_071_4e-1);
+        y = y.mul_add(m, -2.499_999_4e-1);
+        y = y.mul_add(m, 0.333_333_3);
+        y = y * m * z;
+        y += -2.121_944_4e-4 * ef;
+        y += -0.5 * z;
+        m + y + 0.693_359_4 * ef
+    }
+
     /// `2 atanh(u)` for `u` in `[0, 1/3]`: 2u (1 + u^2/3 + u^4/5 + ... + u^12/13); the first
     /// omitted term is below 1.5e-8 of the sum.
     #[inline(always)]
@@ -125,33 +158,16 @@ impl F32Math for PolyMath {
 
     #[inline(always)]
     fn ln(x: f32) -> f32 {
-        // 1. Bring subnormals into the normal range (x * 2^25).
+        // 1. Bring subnormals into the normal range (x * 2^25), then the normal-range core.
         let tiny = x < f32::MIN_POSITIVE;
         let xs = if tiny { x * 33_554_432.0 } else { x };
-        // 2. x = 2^e * m with m in [sqrt(1/2), sqrt(2)).
-        let bits = xs.to_bits();
-        let mut e = ((bits >> 23) & 0xff) as i32 - 126;
-        let mut m = f32::from_bits((bits & 0x807f_ffff) | 0x3f00_0000); // [0.5, 1)
-        let small = m < std::f32::consts::FRAC_1_SQRT_2;
-        e -= small as i32;
-        m = if small { m + m - 1.0 } else { m - 1.0 };
-        let ef = e as f32 - if tiny { 25.0 } else { 0.0 };
-        // 3. ln(1 + m) by a degree-9 polynomial (Cephes logf coefficients).
-        let z = m * m;
-        let mut y = 7.037_683_6e-2_f32;
-        y = y.mul_add(m, -1.151_461e-1);
-        y = y.mul_add(m, 1.167_699_9e-1);
-        y = y.mul_add(m, -1.242_014_1e-1);
-        y = y.mul_add(m, 1.424_932_3e-1);
-        y = y.mul_add(m, -1.666_805_8e-1);
-        y = y.mul_add(m, 2.000_071_4e-1);
-        y = y.mul_add(m, -2.499_999_4e-1);
-        y = y.mul_add(m, 0.333_333_3);
-        y = y * m * z;
-        y += -2.121_944_4e-4 * ef;
-        y += -0.5 * z;
-        let r = m + y + 0.693_359_4 * ef;
-        // 4. Special values: ln 0 = -inf, ln inf = inf, ln(negative or NaN) = NaN.
+        let r = Self::ln_core(xs)
+            - if tiny {
+                25.0 * std::f32::consts::LN_2
+            } else {
+                0.0
+            };
+        // 2. Special values: ln 0 = -inf, ln inf = inf, ln(negative or NaN) = NaN.
         let r = if x == 0.0 { f32::NEG_INFINITY } else { r };
         let r = if x == f32::INFINITY { f32::INFINITY } else { r };
         if x.is_nan() | (x < 0.0) {
@@ -159,6 +175,11 @@ impl F32Math for PolyMath {
         } else {
             r
         }
+    }
+
+    #[inline(always)]
+    fn ln_normal(x: f32) -> f32 {
+        Self::ln_core(x)
     }
 }
 
@@ -371,7 +392,7 @@ pub fn ml_element_hard<M: F32Math, const CLIP: bool>(
     //    arithmetic). Without clipping the negative side needs ln(1 + e) too.
     let qt = q + k.clip;
     let u = if positive || !CLIP { 1.0 + e } else { qt };
-    let lu = M::ln(u);
+    let lu = M::ln_normal(u); // u is in [clip, 2]: positive, normal, finite (or NaN)
     let d = u - 1.0;
     let l1p = if d == 0.0 { e } else { lu * (e / d) };
     let lp = -((-x).max(0.0) + l1p);
