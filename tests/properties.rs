@@ -99,7 +99,12 @@ proptest! {
         z in prop::collection::vec(-8.0f64..8.0, 5),
         t in 0usize..5,
     ) {
-        let cfg = SingleLabel { gamma_pos: gp, gamma_neg: gn, smoothing: s, ..SingleLabel::default() };
+        let cfg = SingleLabel {
+            gamma_pos: gp,
+            gamma_neg: gn,
+            smoothing: s,
+            ..SingleLabel::default()
+        };
         let (_, g) = reference::sl_row(&z, t, &cfg);
         for k in 0..5 {
             let h = 1e-6;
@@ -107,8 +112,13 @@ proptest! {
             zp[k] += h;
             let mut zm = z.clone();
             zm[k] -= h;
-            let fd = (reference::sl_row(&zp, t, &cfg).0 - reference::sl_row(&zm, t, &cfg).0) / (2.0 * h);
-            prop_assert!(close(g[k], fd, 1e-7, 1e-5), "column {k}: closed form {} vs fd {fd}", g[k]);
+            let (lp, lm) = (reference::sl_row(&zp, t, &cfg).0, reference::sl_row(&zm, t, &cfg).0);
+            let fd = (lp - lm) / (2.0 * h);
+            prop_assert!(
+                close(g[k], fd, 1e-7, 1e-5),
+                "column {k}: closed form {} vs fd {fd}",
+                g[k]
+            );
         }
     }
 
@@ -123,16 +133,22 @@ proptest! {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let n = rows * cols;
         let x: Vec<f32> = (0..n).map(|_| rng.random_range(-25.0f32..25.0)).collect();
-        let y: Vec<f32> = (0..n).map(|_| [0.0f32, 1.0, 0.5, -1.0][rng.random_range(0..4)]).collect();
+        let y: Vec<f32> =
+            (0..n).map(|_| [0.0f32, 1.0, 0.5, -1.0][rng.random_range(0..4)]).collect();
         let shape = Shape::new(rows, cols);
-        let want = reference::multi_label(&cfg, shape, Logits::F32(&x), MultiTargets::F32(&y), Upstream::Scalar(1.0)).unwrap();
+        let (lg, tg, up) = (Logits::F32(&x), MultiTargets::F32(&y), Upstream::Scalar(1.0));
+        let want = reference::multi_label(&cfg, shape, lg, tg, up).unwrap();
         let mut g = vec![f32::NAN; n];
-        let inp = MultiInputs { shape, logits: Logits::F32(&x), targets: MultiTargets::F32(&y), upstream: Upstream::Scalar(1.0) };
-        let l = Cpu::new().multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g))).unwrap().unwrap();
+        let inp = MultiInputs { shape, logits: lg, targets: tg, upstream: up };
+        let l = Cpu::new().multi_label(&cfg, Pass::Fused, &inp, Some(GradMut::F32(&mut g)));
+        let l = l.unwrap().unwrap();
         let gmax = want.grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         prop_assert!(close(l.scalar().unwrap() as f64, want.loss[0], 1e-30, 1e-5));
         for (i, (&gi, &wi)) in g.iter().zip(&want.grad).enumerate() {
-            prop_assert!(close(gi as f64, wi, 1e-6 * gmax + 1e-30, 1e-4), "grad {i}: {gi} vs {wi}");
+            prop_assert!(
+                close(gi as f64, wi, 1e-6 * gmax + 1e-30, 1e-4),
+                "grad {i}: {gi} vs {wi}"
+            );
         }
     }
 }
