@@ -106,6 +106,69 @@ impl WgpuBackend {
             })
         }
     }
+
+    /// The device buffers of a host call besides its inputs: the upstream array (when the pass
+    /// reads one), the NaN-poisoned gradient (`grad_bytes`) and unreduced loss (`loss_len` f32)
+    /// outputs, and the workspace.
+    fn outputs(
+        &self,
+        pass: Pass,
+        upstream: Upstream<'_>,
+        grad_bytes: u64,
+        dtype: DType,
+        loss_len: Option<usize>,
+        ws_bytes: u64,
+    ) -> Outputs {
+        Outputs {
+            up: match upstream {
+                Upstream::Array(a) if pass.wants_grad() => {
+                    Some(self.upload("asl_upstream", bytemuck::cast_slice(a)))
+                }
+                _ => None,
+            },
+            grad: pass
+                .wants_grad()
+                .then(|| self.output("asl_grad", grad_bytes, nan_word(dtype))),
+            grad_bytes,
+            loss: loss_len.map(|l| self.output("asl_loss", 4 * l as u64, nan_word(DType::F32))),
+            loss_bytes: 4 * loss_len.unwrap_or(0) as u64,
+            ws: self.output("asl_workspace", ws_bytes, 0),
+        }
+    }
+}
+
+/// Device buffers of one host call (see `WgpuBackend::outputs`).
+struct Outputs {
+    up: Option<wgpu::Buffer>,
+    grad: Option<wgpu::Buffer>,
+    grad_bytes: u64,
+    loss: Option<wgpu::Buffer>,
+    loss_bytes: u64,
+    ws: wgpu::Buffer,
+}
+
+impl Outputs {
+    /// The upstream as the kernels read it: the uploaded array, or the number (1 when the
+    /// pass writes no gradient).
+    fn upstream(&self, upstream: Upstream<'_>) -> RawUpstream<'_> {
+        match (&self.up, upstream) {
+            (Some(b), _) => RawUpstream::Array(BufferAt::whole(b)),
+            (None, Upstream::Scalar(u)) => RawUpstream::Scalar(u),
+            (None, Upstream::Array(_)) => RawUpstream::Scalar(1.0),
+        }
+    }
+
+    /// What to read back: the workspace header, then the gradient and the loss array if any.
+    fn ranges(&self) -> Vec<(&wgpu::Buffer, u64, u64)> {
+        let mut r = vec![(&self.ws, 0, WORKSPACE_HEADER_BYTES)];
+        if let Some(g) = &self.grad {
+            r.push((g, 0, self.grad_bytes));
+        }
+        if let Some(l) = &self.loss {
+            r.push((l, 0, self.loss_bytes));
+        }
+        r
+    }
 }
 
 /// A word of NaN in `dtype` (two halves for the 16-bit types).
@@ -260,49 +323,34 @@ impl Backend for WgpuBackend {
                 ),
                 MultiTargets::U8(t) => (self.upload("asl_targets", t), TargetType::U8),
             };
-            let up_buf = match inp.upstream {
-                Upstream::Array(a) if pass.wants_grad() => {
-                    Some(self.upload("asl_upstream", bytemuck::cast_slice(a)))
-                }
-                _ => None,
-            };
-            let grad_buf = pass
-                .wants_grad()
-                .then(|| self.output("asl_grad", (n * dtype.size()) as u64, nan_word(dtype)));
-            let loss_buf =
-                loss_array.then(|| self.output("asl_loss", 4 * n as u64, nan_word(DType::F32)));
+            let loss_len = loss_array.then_some(n);
             let ws_bytes = self.ctx.multi_label_workspace_bytes(shape)?;
-            let ws = self.output("asl_workspace", ws_bytes, 0);
+            let o = self.outputs(
+                pass,
+                inp.upstream,
+                (n * dtype.size()) as u64,
+                dtype,
+                loss_len,
+                ws_bytes,
+            );
 
             // 2. Record the launch.
-            let upstream = match (&up_buf, inp.upstream) {
-                (Some(b), _) => RawUpstream::Array(BufferAt::whole(b)),
-                (None, Upstream::Scalar(u)) => RawUpstream::Scalar(u),
-                (None, Upstream::Array(_)) => RawUpstream::Scalar(1.0),
-            };
             let bufs = MultiLabelBuffers {
                 logits: BufferAt::whole(&logits),
                 logits_dtype: dtype,
                 targets: BufferAt::whole(&targets),
                 target_type,
-                upstream,
-                grad: grad_buf.as_ref().map(BufferAt::whole),
-                loss: loss_buf.as_ref().map(BufferAt::whole),
-                workspace: BufferAt::whole(&ws),
+                upstream: o.upstream(inp.upstream),
+                grad: o.grad.as_ref().map(BufferAt::whole),
+                loss: o.loss.as_ref().map(BufferAt::whole),
+                workspace: BufferAt::whole(&o.ws),
             };
             let mut enc = self.device().create_command_encoder(&Default::default());
             self.ctx
                 .record_multi_label(&mut enc, cfg, pass, shape, &bufs)?;
 
             // 3. Submit and read back the header, the gradient and the loss array.
-            let mut ranges = vec![(&ws, 0, WORKSPACE_HEADER_BYTES)];
-            if let Some(g) = &grad_buf {
-                ranges.push((g, 0, (n * dtype.size()) as u64));
-            }
-            if let Some(l) = &loss_buf {
-                ranges.push((l, 0, 4 * n as u64));
-            }
-            self.ctx.submit_and_read(enc, &ranges)
+            self.ctx.submit_and_read(enc, &o.ranges())
         })?;
 
         // 4. Invalid targets are an error; otherwise hand out the results.
@@ -361,49 +409,34 @@ impl Backend for WgpuBackend {
                     ClassType::U32,
                 ),
             };
-            let up_buf = match inp.upstream {
-                Upstream::Array(a) if pass.wants_grad() => {
-                    Some(self.upload("asl_upstream", bytemuck::cast_slice(a)))
-                }
-                _ => None,
-            };
-            let grad_buf = pass
-                .wants_grad()
-                .then(|| self.output("asl_grad", (n * dtype.size()) as u64, nan_word(dtype)));
-            let loss_buf =
-                loss_array.then(|| self.output("asl_loss", 4 * rows as u64, nan_word(DType::F32)));
+            let loss_len = loss_array.then_some(rows);
             let ws_bytes = self.ctx.single_label_workspace_bytes(shape)?;
-            let ws = self.output("asl_workspace", ws_bytes, 0);
+            let o = self.outputs(
+                pass,
+                inp.upstream,
+                (n * dtype.size()) as u64,
+                dtype,
+                loss_len,
+                ws_bytes,
+            );
 
             // 2. Record.
-            let upstream = match (&up_buf, inp.upstream) {
-                (Some(b), _) => RawUpstream::Array(BufferAt::whole(b)),
-                (None, Upstream::Scalar(u)) => RawUpstream::Scalar(u),
-                (None, Upstream::Array(_)) => RawUpstream::Scalar(1.0),
-            };
             let bufs = SingleLabelBuffers {
                 logits: BufferAt::whole(&logits),
                 logits_dtype: dtype,
                 classes: BufferAt::whole(&classes),
                 class_type,
-                upstream,
-                grad: grad_buf.as_ref().map(BufferAt::whole),
-                loss: loss_buf.as_ref().map(BufferAt::whole),
-                workspace: BufferAt::whole(&ws),
+                upstream: o.upstream(inp.upstream),
+                grad: o.grad.as_ref().map(BufferAt::whole),
+                loss: o.loss.as_ref().map(BufferAt::whole),
+                workspace: BufferAt::whole(&o.ws),
             };
             let mut enc = self.device().create_command_encoder(&Default::default());
             self.ctx
                 .record_single_label(&mut enc, cfg, pass, shape, &bufs)?;
 
             // 3. Submit and read back.
-            let mut ranges = vec![(&ws, 0, WORKSPACE_HEADER_BYTES)];
-            if let Some(g) = &grad_buf {
-                ranges.push((g, 0, (n * dtype.size()) as u64));
-            }
-            if let Some(l) = &loss_buf {
-                ranges.push((l, 0, 4 * rows as u64));
-            }
-            self.ctx.submit_and_read(enc, &ranges)
+            self.ctx.submit_and_read(enc, &o.ranges())
         })?;
 
         // 4. Results (an out-of-range class was already rejected on the host; the kernel's

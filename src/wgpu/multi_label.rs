@@ -5,7 +5,7 @@ use crate::config::{MlParams, MultiLabel, PosWeight, Reduction};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Pass, Shape};
 use crate::wgpu::context::{scoped, Spec, WgpuContext};
-use crate::wgpu::plan::{check_aliasing, chunk_rows, Array, BufferAt, Launch};
+use crate::wgpu::plan::{check_aliasing, check_pass_outputs, chunk_rows, Array, BufferAt, Launch};
 use crate::wgpu::shaders::{ModuleKind, TargetType};
 use crate::wgpu::{RawUpstream, WORKSPACE_HEADER_BYTES};
 
@@ -89,27 +89,13 @@ impl WgpuContext {
             )));
         }
         self.check_dtype(bufs.logits_dtype)?;
-        let loss_array = pass.wants_loss() && cfg.reduction == Reduction::None;
-        if pass.wants_grad() && bufs.grad.is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "a {} pass needs `grad`",
-                pass.name()
-            )));
-        }
-        if loss_array && bufs.loss.is_none() {
-            return Err(Error::InvalidArgument(
-                "reduction none with a forward or fused pass needs a `loss` buffer".into(),
-            ));
-        }
-        let up_array = match bufs.upstream {
-            RawUpstream::Array(_) if cfg.reduction != Reduction::None => {
-                return Err(Error::InvalidArgument(
-                    "an upstream array needs reduction none".into(),
-                ))
-            }
-            RawUpstream::Array(a) => pass.wants_grad().then_some(a),
-            RawUpstream::Scalar(_) => None,
-        };
+        let (loss_array, up_array) = check_pass_outputs(
+            pass,
+            cfg.reduction,
+            bufs.grad.is_some(),
+            bufs.loss.is_some(),
+            bufs.upstream,
+        )?;
         let rows = shape.rows as u64;
         let cols = shape.cols as u64;
         let chunks = if n == 0 {

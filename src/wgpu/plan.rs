@@ -235,6 +235,42 @@ pub(crate) fn chunk_rows(rows: u64, row_bytes: u64, lim: &DevLimits) -> Result<V
     Ok(out)
 }
 
+/// What every raw entry point checks about the outputs a pass needs: a gradient buffer for a
+/// backward or fused pass, a loss buffer for an unreduced forward or fused pass, and an
+/// upstream array only with reduction `none`. Returns whether the loss is an array, and the
+/// upstream array the kernels read (none when the pass writes no gradient).
+pub(crate) fn check_pass_outputs(
+    pass: crate::tensor::Pass,
+    reduction: crate::config::Reduction,
+    has_grad: bool,
+    has_loss: bool,
+    upstream: super::RawUpstream<'_>,
+) -> Result<(bool, Option<BufferAt<'_>>)> {
+    use crate::config::Reduction;
+    let loss_array = pass.wants_loss() && reduction == Reduction::None;
+    if pass.wants_grad() && !has_grad {
+        return Err(Error::InvalidArgument(format!(
+            "a {} pass needs `grad`",
+            pass.name()
+        )));
+    }
+    if loss_array && !has_loss {
+        return Err(Error::InvalidArgument(
+            "reduction none with a forward or fused pass needs a `loss` buffer".into(),
+        ));
+    }
+    let up_array = match upstream {
+        super::RawUpstream::Array(_) if reduction != Reduction::None => {
+            return Err(Error::InvalidArgument(
+                "an upstream array needs reduction none".into(),
+            ))
+        }
+        super::RawUpstream::Array(a) => pass.wants_grad().then_some(a),
+        super::RawUpstream::Scalar(_) => None,
+    };
+    Ok((loss_array, up_array))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
