@@ -348,6 +348,63 @@ pub enum DeviceUpstream<'a> {
     Array(&'a CudaSlice<f32>),
 }
 
+impl DeviceUpstream<'_> {
+    /// The upstream as the kernels take it, checking an array's length against the unreduced
+    /// loss (`len`); the guard keeps the array's stream ordering until the launch is queued.
+    pub(crate) fn checked<'s>(
+        &'s self,
+        s: &'s CudaStream,
+        len: usize,
+    ) -> Result<(DevUpstream, Option<SyncOnDrop<'s>>)> {
+        match self {
+            DeviceUpstream::Scalar(u) => Ok((DevUpstream::Scalar(*u), None)),
+            DeviceUpstream::Array(a) => {
+                if a.len() != len {
+                    return Err(Error::shape(
+                        "upstream",
+                        format!("[{len}]"),
+                        format!("[{}]", a.len()),
+                    ));
+                }
+                let (p, g) = a.device_ptr(s);
+                Ok((DevUpstream::Array(p), Some(g)))
+            }
+        }
+    }
+}
+
+/// The gradient buffer of a convenience call, checked: present for a backward or fused pass,
+/// `n` elements of the logits' dtype. `None` when the pass writes no gradient.
+pub(crate) fn checked_grad<'s>(
+    grad: &'s mut Option<DeviceGrad<'_>>,
+    s: &'s CudaStream,
+    pass: Pass,
+    n: usize,
+    dtype: DType,
+) -> Result<Option<(u64, SyncOnDrop<'s>)>> {
+    match (grad, pass.wants_grad()) {
+        (Some(g), true) => {
+            let (p, gd, glen, guard) = g.parts(s);
+            if glen != n {
+                return Err(Error::shape("grad", format!("[{n}]"), format!("[{glen}]")));
+            }
+            if gd != dtype {
+                return Err(Error::InvalidArgument(format!(
+                    "the gradient must have the logits' dtype ({}), got {}",
+                    dtype.name(),
+                    gd.name()
+                )));
+            }
+            Ok(Some((p, guard)))
+        }
+        (None, true) => Err(Error::InvalidArgument(format!(
+            "a {} pass needs a gradient buffer",
+            pass.name()
+        ))),
+        _ => Ok(None),
+    }
+}
+
 impl DeviceLogits<'_> {
     pub(crate) fn parts<'s>(&'s self, s: &'s CudaStream) -> (u64, DType, usize, SyncOnDrop<'s>) {
         match self {
@@ -442,43 +499,8 @@ pub fn multi_label(
     if tlen != n {
         return Err(Error::shape("targets", shape, format!("[{tlen}]")));
     }
-    let (up, _g3) = match upstream {
-        DeviceUpstream::Scalar(u) => (DevUpstream::Scalar(*u), None),
-        DeviceUpstream::Array(a) => {
-            if a.len() != n {
-                return Err(Error::shape(
-                    "upstream",
-                    format!("[{n}]"),
-                    format!("[{}]", a.len()),
-                ));
-            }
-            let (p, g) = a.device_ptr(stream);
-            (DevUpstream::Array(p), Some(g))
-        }
-    };
-    let grad_parts = match (&mut grad, pass.wants_grad()) {
-        (Some(g), true) => {
-            let (p, gd, glen, guard) = g.parts(stream);
-            if glen != n {
-                return Err(Error::shape("grad", format!("[{n}]"), format!("[{glen}]")));
-            }
-            if gd != dtype {
-                return Err(Error::InvalidArgument(format!(
-                    "the gradient must have the logits' dtype ({}), got {}",
-                    dtype.name(),
-                    gd.name()
-                )));
-            }
-            Some((p, guard))
-        }
-        (None, true) => {
-            return Err(Error::InvalidArgument(format!(
-                "a {} pass needs a gradient buffer",
-                pass.name()
-            )))
-        }
-        _ => None,
-    };
+    let (up, _g3) = upstream.checked(stream, n)?;
+    let grad_parts = checked_grad(&mut grad, stream, pass, n, dtype)?;
     let none = cfg.reduction == Reduction::None;
     if n == 0 {
         return Ok(pass.wants_loss().then(|| {

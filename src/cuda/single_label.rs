@@ -7,7 +7,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
 
 use super::compile::{KernelFile, Unit};
 use super::context::{driver_err, mode, CudaKernels, Workspace};
-use super::multi_label::{DevUpstream, DeviceGrad, DeviceLogits, DeviceUpstream};
+use super::multi_label::{checked_grad, DevUpstream, DeviceGrad, DeviceLogits, DeviceUpstream};
 use crate::config::{Reduction, SingleLabel, SlParams};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, LossValue, Pass, Shape};
@@ -319,43 +319,8 @@ pub fn single_label(
         return Err(Error::shape("logits", "at least one class", shape));
     }
     let (tp, _g2) = targets.device_ptr(stream);
-    let (up, _g3) = match upstream {
-        DeviceUpstream::Scalar(u) => (DevUpstream::Scalar(*u), None),
-        DeviceUpstream::Array(a) => {
-            if a.len() != shape.rows {
-                return Err(Error::shape(
-                    "upstream",
-                    format!("[{}]", shape.rows),
-                    format!("[{}]", a.len()),
-                ));
-            }
-            let (p, g) = a.device_ptr(stream);
-            (DevUpstream::Array(p), Some(g))
-        }
-    };
-    let grad_parts = match (&mut grad, pass.wants_grad()) {
-        (Some(g), true) => {
-            let (p, gd, glen, guard) = g.parts(stream);
-            if glen != n {
-                return Err(Error::shape("grad", format!("[{n}]"), format!("[{glen}]")));
-            }
-            if gd != dtype {
-                return Err(Error::InvalidArgument(format!(
-                    "the gradient must have the logits' dtype ({}), got {}",
-                    dtype.name(),
-                    gd.name()
-                )));
-            }
-            Some((p, guard))
-        }
-        (None, true) => {
-            return Err(Error::InvalidArgument(format!(
-                "a {} pass needs a gradient buffer",
-                pass.name()
-            )))
-        }
-        _ => None,
-    };
+    let (up, _g3) = upstream.checked(stream, shape.rows)?;
+    let grad_parts = checked_grad(&mut grad, stream, pass, n, dtype)?;
     let none = cfg.reduction == Reduction::None;
     if shape.rows == 0 {
         return Ok(pass.wants_loss().then(|| {
