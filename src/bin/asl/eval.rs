@@ -88,34 +88,9 @@ pub struct Args {
     /// Backend (auto: the best available; f64 logits always run the float64 reference).
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: Choice,
-    /// Focusing exponent of negatives (timm gamma_neg).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub gamma_neg: Option<f64>,
-    /// Focusing exponent of positives (timm gamma_pos).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub gamma_pos: Option<f64>,
-    /// Probability margin of the shifted negative probability, 0 = off (multi-label; timm clip).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub clip: Option<f64>,
-    /// Probability floor inside the logs (multi-label; timm eps).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub eps: Option<f64>,
-    /// Label smoothing (multi-label smoothing; single-label timm eps).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub smoothing: Option<f64>,
-    /// Whether the focusing weight is differentiated (multi-label; timm
-    /// disable_torch_grad_focal_loss).
-    #[arg(long, value_enum)]
-    pub focal_grad: Option<FocalGradArg>,
-    /// Reduction.
-    #[arg(long, value_enum)]
-    pub reduction: Option<ReductionArg>,
-    /// Per-class weight, a (C,) array (multi-label; timm weight).
-    #[arg(long, value_name = "W.npy")]
-    pub class_weight: Option<PathBuf>,
-    /// Factor on the positive log term: a number, or a (C,) array (multi-label; timm pos_weight).
-    #[arg(long, value_name = "F|W.npy", allow_hyphen_values = true)]
-    pub pos_weight: Option<String>,
+    /// The loss parameters.
+    #[command(flatten)]
+    pub flags: LossFlags,
     /// Rows with this class index add 0 and get gradient 0 (single-label).
     #[arg(long, value_name = "I", allow_hyphen_values = true)]
     pub ignore_index: Option<i64>,
@@ -152,6 +127,71 @@ enum TargetsBuf {
 enum NumOrFile {
     Num(f64),
     File(Array),
+}
+
+/// The loss parameters `eval` and `train` share, each with timm's default when absent.
+#[derive(clap::Args, Debug)]
+pub struct LossFlags {
+    /// Focusing exponent of negatives (timm gamma_neg).
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
+    pub gamma_neg: Option<f64>,
+    /// Focusing exponent of positives (timm gamma_pos).
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
+    pub gamma_pos: Option<f64>,
+    /// Probability margin of the shifted negative probability, 0 = off (multi-label; timm clip).
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
+    pub clip: Option<f64>,
+    /// Probability floor inside the logs (multi-label; timm eps).
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
+    pub eps: Option<f64>,
+    /// Label smoothing (multi-label smoothing; single-label timm eps).
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
+    pub smoothing: Option<f64>,
+    /// Whether the focusing weight is differentiated (multi-label; timm
+    /// disable_torch_grad_focal_loss).
+    #[arg(long, value_enum)]
+    pub focal_grad: Option<FocalGradArg>,
+    /// Reduction (`asl train` refuses none: a step needs one number).
+    #[arg(long, value_enum)]
+    pub reduction: Option<ReductionArg>,
+    /// Per-class weight, a (C,) array (multi-label; timm weight).
+    #[arg(long, value_name = "W.npy")]
+    pub class_weight: Option<PathBuf>,
+    /// Factor on the positive log term: a number, or a (C,) array (multi-label; timm pos_weight).
+    #[arg(long, value_name = "F|W.npy", allow_hyphen_values = true)]
+    pub pos_weight: Option<String>,
+}
+
+impl LossFlags {
+    /// Applies every multi-label flag given to `c` (per-class vectors of length `cols`) and
+    /// validates the result.
+    pub fn apply_multi_label(&self, c: &mut MultiLabel, cols: usize) -> Result<(), Failure> {
+        c.gamma_neg = self.gamma_neg.unwrap_or(c.gamma_neg);
+        c.gamma_pos = self.gamma_pos.unwrap_or(c.gamma_pos);
+        c.clip = self.clip.unwrap_or(c.clip);
+        c.eps = self.eps.unwrap_or(c.eps);
+        c.smoothing = self.smoothing.unwrap_or(c.smoothing);
+        if let Some(f) = self.focal_grad {
+            c.focal_grad = match f {
+                FocalGradArg::Differentiated => FocalGrad::Differentiated,
+                FocalGradArg::Detached => FocalGrad::Detached,
+            };
+        }
+        if let Some(r) = self.reduction {
+            c.reduction = r.into();
+        }
+        if let Some(p) = &self.class_weight {
+            c.class_weight = Some(per_class(&npy::read(p)?, "class weight", cols)?);
+        }
+        if let Some(s) = &self.pos_weight {
+            c.pos_weight = Some(match num_or_file(s)? {
+                NumOrFile::Num(v) => PosWeight::Scalar(v as f32),
+                NumOrFile::File(a) => PosWeight::PerClass(per_class(&a, "pos weight", cols)?),
+            });
+        }
+        c.validate(Some(cols))?;
+        Ok(())
+    }
 }
 
 fn num_or_file(s: &str) -> Result<NumOrFile, Failure> {
@@ -355,48 +395,25 @@ pub fn run(args: Args) -> Result<(), Failure> {
             return Err(misplaced("--ignore-index", "single-label"));
         }
         let mut c = MultiLabel::default();
-        c.gamma_neg = args.gamma_neg.unwrap_or(c.gamma_neg);
-        c.gamma_pos = args.gamma_pos.unwrap_or(c.gamma_pos);
-        c.clip = args.clip.unwrap_or(c.clip);
-        c.eps = args.eps.unwrap_or(c.eps);
-        c.smoothing = args.smoothing.unwrap_or(c.smoothing);
-        if let Some(f) = args.focal_grad {
-            c.focal_grad = match f {
-                FocalGradArg::Differentiated => FocalGrad::Differentiated,
-                FocalGradArg::Detached => FocalGrad::Detached,
-            };
-        }
-        if let Some(r) = args.reduction {
-            c.reduction = r.into();
-        }
-        if let Some(p) = &args.class_weight {
-            c.class_weight = Some(per_class(&npy::read(p)?, "class weight", cols)?);
-        }
-        if let Some(s) = &args.pos_weight {
-            c.pos_weight = Some(match num_or_file(s)? {
-                NumOrFile::Num(v) => PosWeight::Scalar(v as f32),
-                NumOrFile::File(a) => PosWeight::PerClass(per_class(&a, "pos weight", cols)?),
-            });
-        }
-        c.validate(Some(cols))?;
+        args.flags.apply_multi_label(&mut c, cols)?;
         (Some(c), None)
     } else {
         for (given, flag) in [
-            (args.clip.is_some(), "--clip"),
-            (args.eps.is_some(), "--eps"),
-            (args.focal_grad.is_some(), "--focal-grad"),
-            (args.class_weight.is_some(), "--class-weight"),
-            (args.pos_weight.is_some(), "--pos-weight"),
+            (args.flags.clip.is_some(), "--clip"),
+            (args.flags.eps.is_some(), "--eps"),
+            (args.flags.focal_grad.is_some(), "--focal-grad"),
+            (args.flags.class_weight.is_some(), "--class-weight"),
+            (args.flags.pos_weight.is_some(), "--pos-weight"),
         ] {
             if given {
                 return Err(misplaced(flag, "multi-label"));
             }
         }
         let mut c = SingleLabel::default();
-        c.gamma_neg = args.gamma_neg.unwrap_or(c.gamma_neg);
-        c.gamma_pos = args.gamma_pos.unwrap_or(c.gamma_pos);
-        c.smoothing = args.smoothing.unwrap_or(c.smoothing);
-        if let Some(r) = args.reduction {
+        c.gamma_neg = args.flags.gamma_neg.unwrap_or(c.gamma_neg);
+        c.gamma_pos = args.flags.gamma_pos.unwrap_or(c.gamma_pos);
+        c.smoothing = args.flags.smoothing.unwrap_or(c.smoothing);
+        if let Some(r) = args.flags.reduction {
             c.reduction = r.into();
         }
         c.ignore_index = args.ignore_index;

@@ -30,17 +30,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use asymloss::{
-    FocalGrad, GradMut, Logits, MultiInputs, MultiLabel, MultiTargets, Pass, PosWeight, Reduction,
-    Shape, Upstream,
+    FocalGrad, GradMut, Logits, MultiInputs, MultiLabel, MultiTargets, Pass, Reduction, Shape,
+    Upstream,
 };
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::backends::{self, Choice};
-use crate::eval::{fmt_secs, FocalGradArg, ReductionArg};
+use crate::eval::{fmt_secs, LossFlags};
 use crate::fail::{runtime, usage, Failure};
-use crate::npy::{self, Data};
 use model::{Linear, OptimKind, SparseRows};
 use svm::Dataset;
 
@@ -165,33 +164,9 @@ pub struct Args {
     /// Worker threads [default: all cores]; results do not depend on it with the CPU backend.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
-    /// Focusing exponent of negatives (timm gamma_neg).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub gamma_neg: Option<f64>,
-    /// Focusing exponent of positives (timm gamma_pos).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub gamma_pos: Option<f64>,
-    /// Probability margin of the shifted negative probability, 0 = off (timm clip).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub clip: Option<f64>,
-    /// Probability floor inside the logs (timm eps).
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub eps: Option<f64>,
-    /// Label smoothing y(1-s)+s/2.
-    #[arg(long, value_name = "F", allow_hyphen_values = true)]
-    pub smoothing: Option<f64>,
-    /// Whether the focusing weight is differentiated (timm disable_torch_grad_focal_loss).
-    #[arg(long, value_enum)]
-    pub focal_grad: Option<FocalGradArg>,
-    /// Reduction of each batch's loss (none is refused: a step needs one number).
-    #[arg(long, value_enum)]
-    pub reduction: Option<ReductionArg>,
-    /// Per-class weight, a (C,) array (timm weight).
-    #[arg(long, value_name = "W.npy")]
-    pub class_weight: Option<PathBuf>,
-    /// Factor on the positive log term: a number, or a (C,) array (timm pos_weight).
-    #[arg(long, value_name = "F|W.npy", allow_hyphen_values = true)]
-    pub pos_weight: Option<String>,
+    /// The loss parameters (they override the preset of --loss).
+    #[command(flatten)]
+    pub flags: LossFlags,
     /// Print one JSON object per epoch (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -345,58 +320,15 @@ fn dense_targets(ds: &Dataset, rows: &[usize], cols: usize, out: &mut [u8]) {
     }
 }
 
-/// Any numeric array as f32 (per-class vectors).
-fn per_class(path: &Path, what: &str, cols: usize) -> Result<Vec<f32>, Failure> {
-    let a = npy::read(path)?;
-    if a.shape != [cols] {
-        return Err(a.err(format!(
-            "{what} must have shape ({cols},), one value per label; got {}",
-            a.shape_str()
-        )));
-    }
-    Ok(match &a.data {
-        Data::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-        Data::F32(v) => v.clone(),
-        Data::F64(v) => v.iter().map(|&x| x as f32).collect(),
-        Data::U8(v) => v.iter().map(|&x| x as f32).collect(),
-        Data::Int(v) => v.iter().map(|&x| x as f32).collect(),
-        Data::Uint(v) => v.iter().map(|&x| x as f32).collect(),
-        Data::Bool(_) => return Err(a.err(format!("{what} must be numeric, got bool"))),
-    })
-}
-
 /// The loss configuration: the preset, then every flag given.
 fn loss_config(args: &Args, cols: usize) -> Result<MultiLabel, Failure> {
     let mut c = args.loss.config();
-    c.gamma_neg = args.gamma_neg.unwrap_or(c.gamma_neg);
-    c.gamma_pos = args.gamma_pos.unwrap_or(c.gamma_pos);
-    c.clip = args.clip.unwrap_or(c.clip);
-    c.eps = args.eps.unwrap_or(c.eps);
-    c.smoothing = args.smoothing.unwrap_or(c.smoothing);
-    if let Some(f) = args.focal_grad {
-        c.focal_grad = match f {
-            FocalGradArg::Differentiated => FocalGrad::Differentiated,
-            FocalGradArg::Detached => FocalGrad::Detached,
-        };
-    }
-    if let Some(r) = args.reduction {
-        c.reduction = r.into();
-    }
+    args.flags.apply_multi_label(&mut c, cols)?;
     if c.reduction == Reduction::None {
         return Err(usage(
             "--reduction none cannot train: a step needs one loss (use batchmean, sum or mean)",
         ));
     }
-    if let Some(p) = &args.class_weight {
-        c.class_weight = Some(per_class(p, "class weight", cols)?);
-    }
-    if let Some(s) = &args.pos_weight {
-        c.pos_weight = Some(match s.trim().parse::<f64>() {
-            Ok(v) => PosWeight::Scalar(v as f32),
-            Err(_) => PosWeight::PerClass(per_class(Path::new(s), "pos weight", cols)?),
-        });
-    }
-    c.validate(Some(cols))?;
     Ok(c)
 }
 
